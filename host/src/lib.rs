@@ -1,1 +1,26 @@
+//! evhost: a host for NATS event handlers written as WebAssembly components.
+//!
+//! A message travels: [`bus`] receives it on a plugin's subscription,
+//! [`dispatch`] takes it when a handler slot is free and calls the current
+//! [`plugin`] version inside the [`runtime`]'s sandbox ([`sandbox`]);
+//! [`outcome`] decides between publishing the outputs, retrying after a
+//! [`backoff`], or a dead letter ([`deadletter`]). [`registry`] swaps plugin
+//! versions as [`watcher`] sees their files change; [`host::run`] ties it
+//! together. See `docs/architecture.md`.
 
+pub mod backoff;
+pub mod bus;
+pub mod config;
+pub mod deadletter;
+pub mod dev;
+pub mod dispatch;
+pub mod host;
+pub mod invoke;
+pub mod logging;
+pub mod outcome;
+pub mod plugin;
+pub mod registry;
+pub mod runtime;
+pub mod sandbox;
+pub mod subject;
+pub mod watcher;

@@ -1,1 +1,167 @@
-fn main() {}
+//! The `evhost` command line: `run`, `dev`, `invoke` and `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use evhost::host::{self, HostOptions};
+use evhost::invoke::{self, Invocation};
+use evhost::logging::{self, LogFormat};
+
+/// A host for NATS event handlers written as WebAssembly components.
+#[derive(Parser)]
+#[command(name = "evhost", version, about)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every plugin in a directory from NATS, reloading them as they change.
+    Run {
+        /// Directory of NAME.wasm plugins and their NAME.toml manifests.
+        #[arg(long, value_name = "DIR")]
+        plugins: PathBuf,
+        /// The NATS server.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        /// How long shutdown waits for messages in flight.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        drain_timeout: Duration,
+        /// Do not keep compiled plugins in the on-disk cache.
+        #[arg(long)]
+        no_compile_cache: bool,
+    },
+    /// Start a throwaway nats-server and serve a plugin directory against it.
+    Dev {
+        /// Directory of NAME.wasm plugins and their NAME.toml manifests.
+        #[arg(long, value_name = "DIR")]
+        plugins: PathBuf,
+    },
+    /// Run one message through a plugin, without a broker, and print the outcome as JSON.
+    Invoke {
+        /// The plugin's .wasm file.
+        wasm: PathBuf,
+        /// The message's subject.
+        #[arg(long)]
+        subject: String,
+        /// A file holding the payload, or `-` for stdin (default: empty).
+        #[arg(long, value_name = "FILE")]
+        payload: Option<PathBuf>,
+        /// A header, K=V; may repeat.
+        #[arg(long = "header", value_name = "K=V", value_parser = invoke::key_value)]
+        headers: Vec<(String, String)>,
+        /// A [config] value, K=V; may repeat; overrides the manifest.
+        #[arg(long = "config", value_name = "K=V", value_parser = invoke::key_value)]
+        config: Vec<(String, String)>,
+        /// The plugin's manifest.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// The delivery number the handler sees.
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
+    },
+    /// Validate a plugin (and its manifest) and print the subjects it serves.
+    Check {
+        /// The plugin's .wasm file.
+        wasm: PathBuf,
+        /// The plugin's manifest.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    // A bug of ours is reported in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("evhost: internal error: {info}");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first} (see `evhost --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Run { plugins, nats, drain_timeout, no_compile_cache } => {
+            let options = HostOptions { plugins, nats_url: nats, drain_timeout, compile_cache: !no_compile_cache };
+            host::run(options, shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Dev { plugins } => {
+            let server = evhost::dev::DevServer::start()?;
+            eprintln!("evhost dev: nats-server listening at {}", server.url);
+            eprintln!("evhost dev: JetStream store in {}", server.store.path().display());
+            eprintln!("evhost dev: publish with e.g. `nats --server {} pub orders.order.created '{{...}}'`", server.url);
+            let options = HostOptions {
+                plugins,
+                nats_url: server.url.clone(),
+                drain_timeout: Duration::from_secs(30),
+                compile_cache: true,
+            };
+            host::run(options, shutdown_signal()).await?;
+            drop(server);
+            Ok(0)
+        }
+        Command::Invoke { wasm, subject, payload, headers, config, manifest, attempt } => {
+            invoke::invoke(Invocation { wasm, manifest, subject, payload, headers, config, attempt }).await
+        }
+        Command::Check { wasm, manifest } => {
+            invoke::check(&wasm, manifest.as_deref()).await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,165 @@
+//! The NATS side: connecting (with a clear error when the server is not
+//! there), subscribing a plugin's subjects in its queue group, turning a NATS
+//! message into the handler's `message` record, and publishing outputs with
+//! trace context carried over.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::{Client, HeaderMap, Subscriber};
+use bytes::Bytes;
+use futures::stream::SelectAll;
+
+use crate::runtime::{Message, Outgoing};
+
+/// Headers copied from an input onto its outputs when the output has none of
+/// its own: W3C trace context.
+pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// How many messages the client buffers per subscription before it reports a
+/// slow consumer and drops. Core NATS has no flow control: this bounds memory.
+pub const SUBSCRIPTION_CAPACITY: usize = 8192;
+
+/// Connects to `url`. An unreachable server is an error at once, not a retry
+/// loop; once connected, the client reconnects by itself.
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    async_nats::ConnectOptions::new()
+        .name("evhost")
+        .connection_timeout(Duration::from_secs(5))
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+                async_nats::Event::SlowConsumer(sid) => tracing::warn!(
+                    subscription = sid,
+                    "slow consumer: NATS messages dropped because a plugin cannot keep up (use JetStream for lossless delivery)"
+                ),
+                other => tracing::info!(event = %other, "NATS event"),
+            }
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))
+}
+
+/// All subscriptions of one plugin, read as one stream.
+pub type Subscriptions = SelectAll<Subscriber>;
+
+/// Subscribes each of `subjects` in queue group `queue`, and flushes so the
+/// server knows of them before this returns.
+pub async fn subscribe(client: &Client, subjects: &[String], queue: &str) -> anyhow::Result<Subscriptions> {
+    let mut all = SelectAll::new();
+    for subject in subjects {
+        let sub = client
+            .queue_subscribe(subject.clone(), queue.to_string())
+            .await
+            .with_context(|| format!("cannot subscribe to {subject}"))?;
+        all.push(sub);
+    }
+    client.flush().await.context("cannot flush subscriptions to NATS")?;
+    Ok(all)
+}
+
+/// Asks the server to stop sending to `subs`; messages already on their way
+/// are still delivered, then the stream ends.
+pub async fn drain(subs: &mut Subscriptions) {
+    for sub in subs.iter_mut() {
+        if let Err(err) = sub.drain().await {
+            tracing::warn!(error = %err, "cannot drain a subscription");
+        }
+    }
+}
+
+/// The handler's view of a NATS message, on delivery number `attempt`.
+pub fn to_message(msg: &async_nats::Message, attempt: u32) -> Message {
+    Message {
+        subject: msg.subject.to_string(),
+        headers: header_pairs(msg.headers.as_ref()),
+        payload: msg.payload.to_vec(),
+        reply_to: msg.reply.as_ref().map(|r| r.to_string()),
+        attempt,
+    }
+}
+
+/// Every header as a (name, value) pair, repeated names kept.
+pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(String, String)> {
+    let Some(headers) = headers else { return Vec::new() };
+    let mut pairs = Vec::new();
+    for (name, values) in headers.iter() {
+        for value in values {
+            pairs.push((name.to_string(), value.as_str().to_string()));
+        }
+    }
+    pairs
+}
+
+/// The NATS headers of an output: its own, plus the input's trace context
+/// where the output sets none.
+pub fn output_headers(out: &Outgoing, input: Option<&HeaderMap>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &out.headers {
+        headers.append(name.as_str(), value.as_str());
+    }
+    if let Some(input) = input {
+        for name in TRACE_HEADERS {
+            let already = out.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if let (false, Some(value)) = (already, input.get(name)) {
+                headers.insert(name, value.as_str());
+            }
+        }
+    }
+    headers
+}
+
+/// Publishes a handler's outputs in order. The first failure stops and is
+/// returned: the caller retries the message.
+pub async fn publish_outputs(
+    client: &Client,
+    outputs: Vec<Outgoing>,
+    input: Option<&HeaderMap>,
+) -> Result<(), async_nats::PublishError> {
+    for out in outputs {
+        let headers = output_headers(&out, input);
+        client.publish_with_headers(out.subject, headers, Bytes::from(out.payload)).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_context_is_carried_unless_the_output_sets_its_own() {
+        let mut input = HeaderMap::new();
+        input.insert("traceparent", "00-abc-def-01");
+        input.insert("x-other", "no");
+        let out = Outgoing { subject: "a".into(), headers: vec![("k".into(), "v".into())], payload: vec![] };
+        let h = output_headers(&out, Some(&input));
+        assert_eq!(h.get("traceparent").map(|v| v.as_str()), Some("00-abc-def-01"));
+        assert_eq!(h.get("k").map(|v| v.as_str()), Some("v"));
+        assert!(h.get("x-other").is_none(), "only trace context is carried over");
+
+        let own = Outgoing {
+            subject: "a".into(),
+            headers: vec![("traceparent".into(), "00-mine-01".into())],
+            payload: vec![],
+        };
+        let h = output_headers(&own, Some(&input));
+        assert_eq!(h.get_all("traceparent").count(), 1);
+        assert_eq!(h.get("traceparent").map(|v| v.as_str()), Some("00-mine-01"));
+    }
+
+    #[test]
+    fn repeated_headers_survive_both_ways() {
+        let mut input = HeaderMap::new();
+        input.append("x-tag", "a");
+        input.append("x-tag", "b");
+        let pairs = header_pairs(Some(&input));
+        assert_eq!(pairs, vec![("x-tag".to_string(), "a".to_string()), ("x-tag".to_string(), "b".to_string())]);
+        let out = Outgoing { subject: "s".into(), headers: pairs, payload: vec![] };
+        assert_eq!(output_headers(&out, None).get_all("x-tag").count(), 2);
+    }
+}

@@ -1,0 +1,394 @@
+//! The plugin manifest: `NAME.toml` beside `NAME.wasm`, parsed strictly
+//! (an unknown key or a wrong type is an error with its line and column) and
+//! resolved into the settings the host runs the plugin with.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backoff::Backoff;
+
+/// The largest `memory_mb` a manifest may ask for (the 32-bit address space).
+pub const MAX_MEMORY_MB: u32 = 4096;
+
+/// A manifest that could not be read or does not fit the schema.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The TOML does not parse or does not match the schema.
+    #[error("{line}:{column}: {message}")]
+    Syntax {
+        /// 1-based line of the offending text.
+        line: usize,
+        /// 1-based column of the offending text.
+        column: usize,
+        /// What is wrong, as one line.
+        message: String,
+    },
+    /// The TOML is well formed but a value is out of range or inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A plugin's manifest as written by its author. Every table and key is
+/// optional; an absent manifest is the same as an empty one.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Subjects to subscribe to, replacing the plugin's own `subscriptions()`.
+    pub subjects: Option<Vec<String>>,
+    /// The NATS queue group; defaults to the plugin's name so that several
+    /// hosts running the same plugin share its messages.
+    pub queue_group: Option<String>,
+    /// Free-form settings the plugin reads with `config(key)`.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    /// Resource limits and isolation.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Retry and dead-letter behaviour.
+    #[serde(default)]
+    pub delivery: DeliverySection,
+    /// Where the plugin may publish.
+    #[serde(default)]
+    pub publish: PublishSection,
+}
+
+/// `[limits]`: how much a plugin may take from the host.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Messages handled at once (default 16).
+    pub concurrency: Option<u32>,
+    /// Time one call to `handle` may take before it is interrupted (default 5000).
+    pub timeout_ms: Option<u64>,
+    /// Linear memory cap in MiB (default 64).
+    pub memory_mb: Option<u32>,
+    /// Whether instances are reused across messages (default) or fresh per message.
+    pub isolation: Option<Isolation>,
+    /// In `reuse` mode, replace an instance after this many messages (default 10 000).
+    pub recycle_after: Option<u64>,
+    /// Most messages one call may return (default 100).
+    pub max_outputs: Option<usize>,
+    /// Most payload bytes one call may return, all outputs together (default 1 MiB).
+    pub max_output_bytes: Option<usize>,
+}
+
+/// `[delivery]`: retries and dead letters.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySection {
+    /// Deliveries before a transient failure becomes a dead letter (default 5).
+    pub max_attempts: Option<u32>,
+    /// First retry delay, doubling for each retry (`"100ms"`), or an explicit
+    /// schedule (`["1s", "5s", "30s"]`, the last entry repeating).
+    pub backoff: Option<BackoffSpec>,
+    /// Upper bound of the doubling delay (default `"10s"`).
+    pub backoff_max: Option<String>,
+    /// Prefix of dead-letter subjects (default `"dlq."`).
+    pub dead_letter_prefix: Option<String>,
+}
+
+/// `[publish]`: a narrower allow-list for output subjects.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSection {
+    /// Subject patterns (wildcards allowed) outputs must match.
+    pub allow: Option<Vec<String>>,
+}
+
+/// How a plugin's instances are shared between messages.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Keep instances warm and reuse them; an instance is thrown away after a
+    /// trap, a timeout or `recycle_after` messages.
+    #[default]
+    Reuse,
+    /// A fresh instance for every message: no state survives a message.
+    Message,
+}
+
+/// The `backoff` key: one starting delay or a whole schedule.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum BackoffSpec {
+    /// The first delay; later ones double up to `backoff_max`.
+    Initial(String),
+    /// The delay before each retry; the last one repeats.
+    Schedule(Vec<String>),
+}
+
+/// The settings a plugin runs with: the manifest with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSettings {
+    /// Subjects from the manifest, if it overrides the plugin's own.
+    pub subjects: Option<Vec<String>>,
+    /// The queue group to subscribe in.
+    pub queue_group: String,
+    /// `[config]`, every value as a string.
+    pub config: BTreeMap<String, String>,
+    /// Messages handled at once.
+    pub concurrency: usize,
+    /// Time one call may take.
+    pub timeout: Duration,
+    /// Memory cap in bytes.
+    pub memory_bytes: usize,
+    /// Instance reuse policy.
+    pub isolation: Isolation,
+    /// Messages an instance serves before it is replaced.
+    pub recycle_after: u64,
+    /// Most outputs per call.
+    pub max_outputs: usize,
+    /// Most output payload bytes per call.
+    pub max_output_bytes: usize,
+    /// Deliveries before giving up on transient failures.
+    pub max_attempts: u32,
+    /// Delay before each retry.
+    pub backoff: Backoff,
+    /// Prefix of dead-letter subjects.
+    pub dead_letter_prefix: String,
+    /// Allow-list of output subject patterns, if any.
+    pub publish_allow: Option<Vec<String>>,
+}
+
+impl Manifest {
+    /// Parses manifest text. Errors carry the line and column.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            ManifestError::Syntax {
+                line,
+                column,
+                message: err.message().replace('\n', " ").trim().to_string(),
+            }
+        })
+    }
+
+    /// Reads and parses `path`; a missing file is an empty manifest.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(anyhow::anyhow!("{}: cannot read: {e}", path.display())),
+        }
+    }
+
+    /// Fills in the defaults and checks ranges. `name` is the plugin's name.
+    pub fn resolve(&self, name: &str) -> Result<PluginSettings, ManifestError> {
+        let invalid = |msg: String| Err(ManifestError::Invalid(msg));
+        let l = &self.limits;
+        let d = &self.delivery;
+
+        let concurrency = l.concurrency.unwrap_or(16);
+        if concurrency == 0 || concurrency > 10_000 {
+            return invalid(format!(
+                "limits.concurrency must be between 1 and 10000, not {concurrency}"
+            ));
+        }
+        let timeout_ms = l.timeout_ms.unwrap_or(5000);
+        if timeout_ms == 0 {
+            return invalid("limits.timeout_ms must be at least 1".into());
+        }
+        let memory_mb = l.memory_mb.unwrap_or(64);
+        if memory_mb == 0 || memory_mb > MAX_MEMORY_MB {
+            return invalid(format!(
+                "limits.memory_mb must be between 1 and {MAX_MEMORY_MB}, not {memory_mb}"
+            ));
+        }
+        let max_attempts = d.max_attempts.unwrap_or(5);
+        if max_attempts == 0 {
+            return invalid("delivery.max_attempts must be at least 1".into());
+        }
+        let backoff_max = match &d.backoff_max {
+            Some(s) => parse_duration("delivery.backoff_max", s)?,
+            None => Duration::from_secs(10),
+        };
+        let backoff = match &d.backoff {
+            None => Backoff::exponential(Duration::from_millis(100), backoff_max),
+            Some(BackoffSpec::Initial(s)) => {
+                Backoff::exponential(parse_duration("delivery.backoff", s)?, backoff_max)
+            }
+            Some(BackoffSpec::Schedule(list)) => {
+                if list.is_empty() {
+                    return invalid("delivery.backoff must not be an empty list".into());
+                }
+                let delays = list
+                    .iter()
+                    .map(|s| parse_duration("delivery.backoff", s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Backoff::schedule(delays)
+            }
+        };
+        let queue_group = self.queue_group.clone().unwrap_or_else(|| name.to_string());
+        if !crate::subject::is_valid_token_string(&queue_group) {
+            return invalid(format!("queue_group {queue_group:?} is not a valid NATS queue name"));
+        }
+        if let Some(subjects) = &self.subjects {
+            if subjects.is_empty() {
+                return invalid("subjects must not be empty (remove the key to use the plugin's own)".into());
+            }
+            for s in subjects {
+                if !crate::subject::is_valid_pattern(s) {
+                    return invalid(format!("subjects: {s:?} is not a valid NATS subject"));
+                }
+            }
+        }
+        let dead_letter_prefix = d.dead_letter_prefix.clone().unwrap_or_else(|| "dlq.".into());
+        if !dead_letter_prefix.is_empty()
+            && !crate::subject::is_valid_subject(dead_letter_prefix.trim_end_matches('.'))
+        {
+            return invalid(format!(
+                "delivery.dead_letter_prefix {dead_letter_prefix:?} is not a valid subject prefix"
+            ));
+        }
+        if let Some(allow) = &self.publish.allow {
+            for s in allow {
+                if !crate::subject::is_valid_pattern(s) {
+                    return invalid(format!("publish.allow: {s:?} is not a valid NATS subject"));
+                }
+            }
+        }
+        let config = self
+            .config
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Datetime(d) => d.to_string(),
+                    toml::Value::Array(_) | toml::Value::Table(_) => {
+                        return Err(ManifestError::Invalid(format!(
+                            "config.{k}: only strings, numbers, booleans and dates are allowed"
+                        )));
+                    }
+                };
+                Ok((k.clone(), text))
+            })
+            .collect::<Result<_, _>>()?;
+
+        Ok(PluginSettings {
+            subjects: self.subjects.clone(),
+            queue_group,
+            config,
+            concurrency: concurrency as usize,
+            timeout: Duration::from_millis(timeout_ms),
+            memory_bytes: memory_mb as usize * 1024 * 1024,
+            isolation: l.isolation.unwrap_or_default(),
+            recycle_after: l.recycle_after.unwrap_or(10_000).max(1),
+            max_outputs: l.max_outputs.unwrap_or(100),
+            max_output_bytes: l.max_output_bytes.unwrap_or(1024 * 1024),
+            max_attempts,
+            backoff,
+            dead_letter_prefix,
+            publish_allow: self.publish.allow.clone(),
+        })
+    }
+}
+
+fn parse_duration(key: &str, text: &str) -> Result<Duration, ManifestError> {
+    humantime::parse_duration(text)
+        .map_err(|e| ManifestError::Invalid(format!("{key}: {text:?} is not a duration ({e})")))
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_manifest_gives_defaults() {
+        let s = Manifest::parse("").unwrap().resolve("payment").unwrap();
+        assert_eq!(s.queue_group, "payment");
+        assert_eq!(s.concurrency, 16);
+        assert_eq!(s.timeout, Duration::from_secs(5));
+        assert_eq!(s.memory_bytes, 64 << 20);
+        assert_eq!(s.max_attempts, 5);
+        assert_eq!(s.isolation, Isolation::Reuse);
+        assert_eq!(s.dead_letter_prefix, "dlq.");
+        assert!(s.subjects.is_none());
+    }
+
+    #[test]
+    fn full_manifest_resolves() {
+        let text = r#"
+subjects = ["orders.>"]
+queue_group = "workers"
+[config]
+name = "x"
+count = 3
+on = true
+[limits]
+concurrency = 2
+timeout_ms = 250
+memory_mb = 16
+isolation = "message"
+max_outputs = 5
+max_output_bytes = 100
+[delivery]
+max_attempts = 3
+backoff = ["1s", "5s"]
+dead_letter_prefix = "dead."
+[publish]
+allow = ["payments.>"]
+"#;
+        let s = Manifest::parse(text).unwrap().resolve("p").unwrap();
+        assert_eq!(s.subjects.as_deref(), Some(&["orders.>".to_string()][..]));
+        assert_eq!(s.queue_group, "workers");
+        assert_eq!(s.config["count"], "3");
+        assert_eq!(s.config["on"], "true");
+        assert_eq!(s.config["name"], "x");
+        assert_eq!(s.isolation, Isolation::Message);
+        assert_eq!(s.memory_bytes, 16 << 20);
+        assert_eq!(s.backoff, Backoff::schedule(vec![Duration::from_secs(1), Duration::from_secs(5)]));
+        assert_eq!(s.dead_letter_prefix, "dead.");
+    }
+
+    #[test]
+    fn unknown_key_reports_line_and_column() {
+        let err = Manifest::parse("[limits]\nconcurrency = 2\ncolour = 1\n").unwrap_err();
+        match err {
+            ManifestError::Syntax { line, column, message } => {
+                assert_eq!((line, column), (3, 1));
+                assert!(message.contains("unknown field `colour`"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn type_error_reports_line_and_column() {
+        let err = Manifest::parse("[limits]\ntimeout_ms = \"soon\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("2:14: "), "{text}");
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        for (text, needle) in [
+            ("[limits]\nconcurrency = 0", "concurrency"),
+            ("[limits]\nmemory_mb = 100000", "memory_mb"),
+            ("[delivery]\nmax_attempts = 0", "max_attempts"),
+            ("[delivery]\nbackoff = \"soon\"", "backoff"),
+            ("subjects = [\"a..b\"]", "subjects"),
+            ("[config]\nlist = [1]", "config.list"),
+        ] {
+            let err = Manifest::parse(text).unwrap().resolve("p").unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The long-running host: [`run`] connects to NATS, loads every plugin in
+//! the directory, serves them, reloads them as their files change, and when
+//! `shutdown` resolves drains every plugin before it returns.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::bus;
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeOptions};
+use crate::watcher::{self, DirWatcher, Settling};
+
+/// How `evhost run` is configured.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The plugin directory.
+    pub plugins: PathBuf,
+    /// The NATS server, such as `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// How long shutdown waits for messages in flight.
+    pub drain_timeout: Duration,
+    /// Keep compiled plugins in wasmtime's on-disk cache.
+    pub compile_cache: bool,
+}
+
+/// Runs the host until `shutdown` resolves, then stops taking messages,
+/// finishes those in flight (publishing their outputs) and returns.
+pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let dir = options.plugins.clone();
+    let meta = std::fs::metadata(&dir).with_context(|| format!("cannot read the plugin directory {}", dir.display()))?;
+    anyhow::ensure!(meta.is_dir(), "the plugin directory {} is not a directory", dir.display());
+
+    let runtime = Runtime::new(RuntimeOptions { compile_cache: options.compile_cache })?;
+    let client = bus::connect(&options.nats_url).await?;
+    // Watch before the first scan, so a file written in between is not missed.
+    let mut watcher = DirWatcher::start(&dir)?;
+    let mut registry = Registry::new(dir.clone(), runtime, client.clone());
+    for name in registry.scan()? {
+        registry.sync(&name).await;
+    }
+    tracing::info!(plugins = registry.len(), nats = %options.nats_url, dir = %dir.display(), "host ready");
+
+    let mut settling = Settling::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(name) = watcher.next() => settling.touch(name, Instant::now()),
+            _ = tick.tick(), if !settling.is_empty() => {
+                for name in settling.ready(Instant::now(), |n| watcher::fingerprint(&dir, n)) {
+                    registry.sync(&name).await;
+                }
+            }
+        }
+    }
+
+    tracing::info!(plugins = registry.len(), "shutting down: finishing messages in flight");
+    let started = Instant::now();
+    if tokio::time::timeout(options.drain_timeout, registry.shutdown()).await.is_err() {
+        tracing::warn!(
+            timeout_ms = options.drain_timeout.as_millis() as u64,
+            "drain timed out; messages still in flight were not finished"
+        );
+    }
+    client.flush().await.context("cannot flush the last outputs to NATS")?;
+    tracing::info!(drain_ms = started.elapsed().as_millis() as u64, "stopped");
+    Ok(())
+}

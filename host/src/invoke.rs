@@ -1,0 +1,152 @@
+//! `evhost invoke` and `evhost check`: run one message through a plugin, or
+//! validate one, with no broker. The same loading path as the host.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::config::Manifest;
+use crate::outcome::FailureKind;
+use crate::plugin::Plugin;
+use crate::runtime::{Message, Runtime, RuntimeOptions};
+
+/// Exit code of a message handled successfully.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of anything else going wrong: a trap, refused outputs, a bad file.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a transient failure (the host would retry).
+pub const EXIT_TRANSIENT: u8 = 3;
+/// Exit code of a permanent failure (the host would dead-letter).
+pub const EXIT_PERMANENT: u8 = 4;
+
+/// What `evhost invoke` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The plugin's `.wasm`.
+    pub wasm: PathBuf,
+    /// Its manifest, if any.
+    pub manifest: Option<PathBuf>,
+    /// The message's subject.
+    pub subject: String,
+    /// A file with the payload, `-` for stdin, none for empty.
+    pub payload: Option<PathBuf>,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// `[config]` values, overriding the manifest's.
+    pub config: Vec<(String, String)>,
+    /// The delivery number the handler sees.
+    pub attempt: u32,
+}
+
+/// Loads a plugin from its files the way the host does; `config` entries
+/// override the manifest's `[config]`.
+async fn load(wasm_path: &Path, manifest_path: Option<&Path>, config: &[(String, String)]) -> anyhow::Result<Plugin> {
+    let wasm = std::fs::read(wasm_path).with_context(|| format!("{}: cannot read", wasm_path.display()))?;
+    let mut manifest = match manifest_path {
+        Some(path) => {
+            anyhow::ensure!(path.exists(), "{}: no such manifest", path.display());
+            Manifest::load(path)?
+        }
+        None => Manifest::default(),
+    };
+    for (k, v) in config {
+        manifest.config.insert(k.clone(), toml::Value::String(v.clone()));
+    }
+    let name = plugin_name(wasm_path);
+    let settings = manifest.resolve(&name).map_err(|e| match manifest_path {
+        Some(p) => anyhow::anyhow!("{}: {e}", p.display()),
+        None => anyhow::anyhow!("{e}"),
+    })?;
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    Plugin::load(&runtime, &name, wasm, settings, None)
+        .await
+        .with_context(|| format!("{}", wasm_path.display()))
+}
+
+fn plugin_name(path: &Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string()
+}
+
+/// Runs the invocation; prints the outcome as JSON and returns the exit code.
+pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
+    let payload = match &inv.payload {
+        None => Vec::new(),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("cannot read the payload from stdin")?;
+            buf
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("{}: cannot read the payload", p.display()))?,
+    };
+    anyhow::ensure!(crate::subject::is_valid_subject(&inv.subject), "--subject {:?} is not a valid NATS subject", inv.subject);
+    let plugin = load(&inv.wasm, inv.manifest.as_deref(), &inv.config).await?;
+    let message = Message {
+        subject: inv.subject.clone(),
+        headers: inv.headers.clone(),
+        payload,
+        reply_to: None,
+        attempt: inv.attempt.max(1),
+    };
+    let (report, code) = match plugin.call(&message).await {
+        Ok(outputs) => {
+            let outputs: Vec<Value> = outputs
+                .into_iter()
+                .map(|o| {
+                    let mut v = json!({ "subject": o.subject, "headers": o.headers });
+                    match String::from_utf8(o.payload) {
+                        Ok(text) => v["payload"] = json!(text),
+                        Err(e) => v["payload_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+                    }
+                    v
+                })
+                .collect();
+            (json!({ "outcome": "ok", "outputs": outputs }), EXIT_OK)
+        }
+        Err(failure) => {
+            let code = match failure.kind {
+                FailureKind::Transient | FailureKind::Timeout => EXIT_TRANSIENT,
+                FailureKind::Permanent => EXIT_PERMANENT,
+                FailureKind::Trap | FailureKind::InvalidOutput => EXIT_ERROR,
+            };
+            (json!({ "outcome": failure.kind.as_str(), "error": failure.message }), code)
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(code)
+}
+
+/// Validates a plugin (and its manifest) and prints its name, version and subjects.
+pub async fn check(wasm: &Path, manifest: Option<&Path>) -> anyhow::Result<()> {
+    let plugin = load(wasm, manifest, &[]).await?;
+    println!("{}: ok", plugin.name);
+    println!("version: {}", plugin.version);
+    for subject in &plugin.subjects {
+        println!("subject: {subject}");
+    }
+    println!("queue group: {}", plugin.settings.queue_group);
+    Ok(())
+}
+
+/// Parses `K=V`.
+pub fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_splits_on_the_first_equals() {
+        assert_eq!(key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(key_value("a="), Ok(("a".into(), "".into())));
+        assert!(key_value("=b").is_err());
+        assert!(key_value("ab").is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! One loaded version of a plugin: its compiled, pre-linked component, its
+//! settings and subjects, and its warm instances. [`Plugin::load`] compiles
+//! and validates; [`Plugin::call`] runs one message under the plugin's limits
+//! and classifies what happened.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+use crate::config::{Isolation, PluginSettings};
+use crate::outcome::{Failure, FailureKind};
+use crate::runtime::{Handler, HandlerError, HandlerPre, Message, Outgoing, Runtime, State};
+use crate::subject;
+
+/// A plugin version, ready to handle messages. Shared by every message that
+/// started while it was current; a reload makes a new one.
+pub struct Plugin {
+    /// The plugin's name: its file stem.
+    pub name: Arc<str>,
+    /// A digest of the `.wasm` (16 hex digits of its SHA-256).
+    pub version: String,
+    /// The manifest with defaults filled in.
+    pub settings: PluginSettings,
+    /// The subjects served: the manifest's, else the plugin's own.
+    pub subjects: Vec<String>,
+    /// The compiled component, reused when only the manifest changes.
+    pub component: Component,
+    /// How long compilation took (zero when the component was reused).
+    pub compile_time: Duration,
+    config: Arc<BTreeMap<String, String>>,
+    runtime: Runtime,
+    pre: HandlerPre<State>,
+    warm: Mutex<Vec<Warm>>,
+}
+
+/// An instance kept between messages in `reuse` isolation.
+struct Warm {
+    store: Store<State>,
+    handler: Handler,
+    served: u64,
+}
+
+/// The digest that names a plugin version.
+pub fn version_of(wasm: &[u8]) -> String {
+    let digest = Sha256::digest(wasm);
+    let mut hex = String::with_capacity(16);
+    for byte in &digest[..8] {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+impl Plugin {
+    /// Compiles (off the async runtime), links, instantiates once and asks
+    /// for the plugin's subscriptions. `previous` is the version being
+    /// replaced: its compiled component is reused when the bytes are the same.
+    /// Any failure is an error naming the cause; nothing is swapped in.
+    pub async fn load(
+        runtime: &Runtime,
+        name: &str,
+        wasm: Vec<u8>,
+        settings: PluginSettings,
+        previous: Option<&Plugin>,
+    ) -> anyhow::Result<Plugin> {
+        let version = version_of(&wasm);
+        let started = Instant::now();
+        let (component, compile_time) = match previous.filter(|p| p.version == version) {
+            Some(p) => (p.component.clone(), Duration::ZERO),
+            None => {
+                let rt = runtime.clone();
+                let component = tokio::task::spawn_blocking(move || rt.compile(&wasm))
+                    .await
+                    .context("compiler task failed")?
+                    .context("not a valid WebAssembly component")?;
+                (component, started.elapsed())
+            }
+        };
+        let pre = runtime
+            .prepare(&component)
+            .context("the component does not fit the evhost:plugin/handler world")?;
+        let plugin = Plugin {
+            name: Arc::from(name),
+            version,
+            config: Arc::new(settings.config.clone()),
+            settings,
+            subjects: Vec::new(),
+            component,
+            compile_time,
+            runtime: runtime.clone(),
+            pre,
+            warm: Mutex::new(Vec::new()),
+        };
+        let mut warm = plugin.instantiate().await.context("instantiation failed")?;
+        warm.store.data_mut().deadline = Some(Instant::now() + plugin.settings.timeout);
+        let own = warm
+            .handler
+            .call_subscriptions(&mut warm.store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("subscriptions() failed")?;
+        warm.store.data_mut().deadline = None;
+        let subjects = plugin.settings.subjects.clone().unwrap_or(own);
+        if subjects.is_empty() {
+            anyhow::bail!("the plugin subscribes to nothing: subscriptions() is empty and the manifest sets no subjects");
+        }
+        if let Some(bad) = subjects.iter().find(|s| !subject::is_valid_pattern(s)) {
+            anyhow::bail!("subscription {bad:?} is not a valid NATS subject");
+        }
+        let plugin = Plugin { subjects, ..plugin };
+        if plugin.settings.isolation == Isolation::Reuse {
+            plugin.warm.lock().unwrap().push(warm);
+        }
+        Ok(plugin)
+    }
+
+    async fn instantiate(&self) -> anyhow::Result<Warm> {
+        let mut store = self.runtime.store(self.name.clone(), self.config.clone(), self.settings.memory_bytes);
+        store.set_epoch_deadline(1);
+        let handler = self.pre.instantiate_async(&mut store).await?;
+        Ok(Warm { store, handler, served: 0 })
+    }
+
+    /// Runs `message` through the handler once and classifies the result.
+    /// Outputs are checked against the plugin's limits and publish rules; a
+    /// success means every output may be published.
+    pub async fn call(&self, message: &Message) -> Result<Vec<Outgoing>, Failure> {
+        let pooled = match self.settings.isolation {
+            Isolation::Reuse => self.warm.lock().unwrap().pop(),
+            Isolation::Message => None,
+        };
+        let mut warm = match pooled {
+            Some(warm) => warm,
+            None => self.instantiate().await.map_err(|e| {
+                Failure::new(FailureKind::Transient, format!("cannot instantiate the plugin: {e:#}"))
+            })?,
+        };
+        let state = warm.store.data_mut();
+        state.deadline = Some(Instant::now() + self.settings.timeout);
+        state.timed_out = false;
+        warm.store.set_epoch_deadline(1);
+        let result = warm.handler.call_handle(&mut warm.store, message).await;
+        warm.store.data_mut().deadline = None;
+        warm.served += 1;
+
+        let outcome = match result {
+            Ok(Ok(outputs)) => self.check_outputs(&outputs, message.reply_to.as_deref()).map(|()| outputs),
+            Ok(Err(HandlerError::Transient(m))) => Err(Failure::new(FailureKind::Transient, m)),
+            Ok(Err(HandlerError::Permanent(m))) => Err(Failure::new(FailureKind::Permanent, m)),
+            Err(err) => {
+                let state = warm.store.data();
+                return Err(if state.timed_out {
+                    Failure::new(
+                        FailureKind::Timeout,
+                        format!("handler interrupted after its {} ms time limit", self.settings.timeout.as_millis()),
+                    )
+                } else {
+                    Failure::new(FailureKind::Trap, trap_message(&err, state))
+                });
+                // The instance is dropped: a trapped instance never serves again.
+            }
+        };
+        if self.settings.isolation == Isolation::Reuse && warm.served < self.settings.recycle_after {
+            let mut pool = self.warm.lock().unwrap();
+            if pool.len() < self.settings.concurrency {
+                pool.push(warm);
+            }
+        }
+        outcome
+    }
+
+    fn check_outputs(&self, outputs: &[Outgoing], reply_to: Option<&str>) -> Result<(), Failure> {
+        let s = &self.settings;
+        let invalid = |m: String| Err(Failure::new(FailureKind::InvalidOutput, m));
+        if outputs.len() > s.max_outputs {
+            return invalid(format!(
+                "handler returned {} outputs; the limit is {} (limits.max_outputs)",
+                outputs.len(),
+                s.max_outputs
+            ));
+        }
+        let bytes: usize = outputs.iter().map(|o| o.payload.len()).sum();
+        if bytes > s.max_output_bytes {
+            return invalid(format!(
+                "handler returned {bytes} payload bytes; the limit is {} (limits.max_output_bytes)",
+                s.max_output_bytes
+            ));
+        }
+        for out in outputs {
+            if let Err(denied) = subject::check_publish(&out.subject, reply_to, s.publish_allow.as_deref()) {
+                return invalid(denied.to_string());
+            }
+            if let Some((name, _)) = out.headers.iter().find(|(n, v)| !valid_header(n, v)) {
+                return invalid(format!("output header {name:?} is not a valid NATS header"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A header name of visible ASCII without ':', and a value without line breaks.
+fn valid_header(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        && !value.contains(['\r', '\n'])
+}
+
+/// One line saying why the guest trapped.
+fn trap_message(err: &wasmtime::Error, state: &State) -> String {
+    if state.memory.exceeded {
+        return format!("memory limit of {} MiB exceeded", state.memory.limit_mb());
+    }
+    let mut text = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => err.to_string().lines().next().unwrap_or("trap").to_string(),
+    };
+    if let Some(panic) = state.last_panic() {
+        let _ = write!(text, "; {panic}");
+    }
+    text
+}

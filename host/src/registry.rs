@@ -1,0 +1,210 @@
+//! The plugins a host serves, by name: loading a plugin from its files,
+//! swapping a new version in without losing or doubling a message, and
+//! removing one after draining it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use async_nats::Client;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::Manifest;
+use crate::dispatch::{self, Control, Slot};
+use crate::plugin::Plugin;
+use crate::runtime::Runtime;
+
+/// One served plugin: its current version and its serve task.
+struct Entry {
+    slot: Arc<Slot>,
+    manifest: Manifest,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<()>,
+}
+
+/// Every plugin loaded from one directory.
+pub struct Registry {
+    dir: PathBuf,
+    runtime: Runtime,
+    client: Client,
+    plugins: HashMap<String, Entry>,
+}
+
+/// The files of plugin `name` in `dir`.
+pub fn wasm_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.wasm"))
+}
+
+/// The manifest beside the `.wasm`.
+pub fn manifest_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.toml"))
+}
+
+/// The plugin a file in the plugin directory belongs to: the stem of a
+/// `.wasm` or `.toml` file with a usable name.
+pub fn plugin_name(path: &Path) -> Option<String> {
+    let ext = path.extension()?.to_str()?;
+    if ext != "wasm" && ext != "toml" {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    let usable = !stem.is_empty()
+        && !stem.starts_with('.')
+        && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    usable.then(|| stem.to_string())
+}
+
+impl Registry {
+    /// An empty registry serving plugins from `dir` over `client`.
+    pub fn new(dir: PathBuf, runtime: Runtime, client: Client) -> Self {
+        Registry { dir, runtime, client, plugins: HashMap::new() }
+    }
+
+    /// How many plugins are served.
+    pub fn len(&self) -> usize {
+        self.plugins.len()
+    }
+
+    /// Whether no plugin is served.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    /// Names of every `.wasm` in the directory, sorted.
+    pub fn scan(&self) -> anyhow::Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot read the plugin directory {}", self.dir.display()))?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .filter_map(|p| plugin_name(&p))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Brings plugin `name` in line with its files: loads it, reloads it,
+    /// or removes it when its `.wasm` is gone. A file that fails to load is
+    /// logged as one error line and the old version keeps serving.
+    pub async fn sync(&mut self, name: &str) {
+        let wasm_file = wasm_path(&self.dir, name);
+        let wasm = match std::fs::read(&wasm_file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.remove(name);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(plugin = name, file = %wasm_file.display(), error = %e, "plugin rejected");
+                return;
+            }
+        };
+        let manifest_file = manifest_path(&self.dir, name);
+        let manifest = match Manifest::load(&manifest_file) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(plugin = name, file = %manifest_file.display(), error = format!("{e:#}"), "plugin rejected");
+                return;
+            }
+        };
+        let settings = match manifest.resolve(name) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(plugin = name, file = %manifest_file.display(), error = %e, "plugin rejected");
+                return;
+            }
+        };
+        let previous = self.plugins.get(name).map(|e| (e.slot.current(), e.manifest.clone()));
+        if let Some((old, old_manifest)) = &previous
+            && old.version == crate::plugin::version_of(&wasm)
+            && *old_manifest == manifest
+        {
+            return; // touched, not changed
+        }
+        let plugin = match Plugin::load(&self.runtime, name, wasm, settings, previous.as_ref().map(|(p, _)| &**p)).await {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                tracing::error!(plugin = name, file = %wasm_file.display(), error = format!("{e:#}"), "plugin rejected");
+                return;
+            }
+        };
+        self.install(plugin, manifest);
+    }
+
+    fn install(&mut self, plugin: Arc<Plugin>, manifest: Manifest) {
+        let name = plugin.name.to_string();
+        let compile_ms = plugin.compile_time.as_secs_f64() * 1000.0;
+        match self.plugins.get_mut(&name) {
+            Some(entry) => {
+                let started = Instant::now();
+                let old = entry.slot.swap(plugin.clone());
+                entry.manifest = manifest;
+                // The serve task compares and resubscribes only if needed.
+                let _ = entry.control.try_send(Control::Resubscribe);
+                tracing::info!(
+                    plugin = %name,
+                    version = %plugin.version,
+                    previous_version = %old.version,
+                    subjects = ?plugin.subjects,
+                    compile_ms,
+                    swap_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "plugin reloaded"
+                );
+            }
+            None => {
+                let slot = Arc::new(Slot::new(plugin.clone()));
+                let (control, orders) = mpsc::channel(16);
+                let task = tokio::spawn(dispatch::serve(self.client.clone(), slot.clone(), orders));
+                self.plugins.insert(name.clone(), Entry { slot, manifest, control, task });
+                tracing::info!(
+                    plugin = %name, version = %plugin.version, subjects = ?plugin.subjects, compile_ms,
+                    "plugin loaded"
+                );
+            }
+        }
+    }
+
+    /// Stops serving `name`: its subscriptions are drained and the messages
+    /// it took are finished in the background.
+    pub fn remove(&mut self, name: &str) {
+        if let Some(entry) = self.plugins.remove(name) {
+            let _ = entry.control.try_send(Control::Stop);
+            let name = name.to_string();
+            tokio::spawn(async move {
+                let _ = entry.task.await;
+                tracing::info!(plugin = %name, "plugin removed");
+            });
+        }
+    }
+
+    /// Stops every plugin and waits until all messages in flight are done.
+    pub async fn shutdown(&mut self) {
+        let entries: Vec<Entry> = self.plugins.drain().map(|(_, e)| e).collect();
+        for entry in &entries {
+            let _ = entry.control.send(Control::Stop).await;
+        }
+        for entry in entries {
+            let _ = entry.task.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names_come_from_wasm_and_toml_stems() {
+        assert_eq!(plugin_name(Path::new("/p/payment.wasm")).as_deref(), Some("payment"));
+        assert_eq!(plugin_name(Path::new("/p/payment.toml")).as_deref(), Some("payment"));
+        assert_eq!(plugin_name(Path::new("/p/my-plugin_2.wasm")).as_deref(), Some("my-plugin_2"));
+        assert_eq!(plugin_name(Path::new("/p/payment.wasm.tmp")), None);
+        assert_eq!(plugin_name(Path::new("/p/.payment.wasm")), None);
+        assert_eq!(plugin_name(Path::new("/p/pay ment.wasm")), None);
+        assert_eq!(plugin_name(Path::new("/p/README.md")), None);
+    }
+}

@@ -1,0 +1,216 @@
+//! The WebAssembly runtime: the one `bindgen!` of the `handler` world, the
+//! wasmtime engine (pooling allocator, epoch interruption, compiled-code
+//! cache), the linker with WASI and the host imports, and the per-store state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::sandbox::{self, MemoryCap, StderrTail};
+
+wasmtime::component::bindgen!({
+    world: "handler",
+    path: "../wit",
+    exports: { default: async },
+});
+
+pub use evhost::plugin::host::Level;
+
+/// How often the epoch advances: the granularity of timeouts, and how long a
+/// busy guest may hold a tokio worker before it yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The shared wasmtime engine and linker. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<State>>,
+    _ticker: Arc<EpochTicker>,
+}
+
+/// Options for [`Runtime::new`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// Keep compiled code in wasmtime's on-disk cache, so a restart with the
+    /// same plugins skips compilation.
+    pub compile_cache: bool,
+}
+
+impl Runtime {
+    /// Builds the engine. Tries the pooling allocator first and falls back to
+    /// on-demand allocation where the machine cannot reserve the pool.
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
+        let engine = match Engine::new(&engine_config(&options, true)) {
+            Ok(engine) => engine,
+            Err(err) => {
+                tracing::warn!(error = %err, "pooling allocator unavailable; allocating instances on demand");
+                Engine::new(&engine_config(&options, false)).map_err(anyhow::Error::from).context("cannot create the wasm engine")?
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("cannot link WASI")?;
+        Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("cannot link the evhost host functions")?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Runtime { engine, linker: Arc::new(linker), _ticker: Arc::new(ticker) })
+    }
+
+    /// The engine, for compiling components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component. CPU-heavy: call it off the async runtime.
+    pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<Component> {
+        Component::new(&self.engine, wasm).map_err(anyhow::Error::from)
+    }
+
+    /// Links a compiled component once, so each instantiation is cheap.
+    pub fn prepare(&self, component: &Component) -> anyhow::Result<HandlerPre<State>> {
+        let pre = self.linker.instantiate_pre(component)?;
+        Ok(HandlerPre::new(pre)?)
+    }
+
+    /// A fresh store for one instance of plugin `plugin`.
+    pub fn store(&self, plugin: Arc<str>, config: Arc<BTreeMap<String, String>>, memory: usize) -> Store<State> {
+        let stderr = StderrTail::default();
+        let state = State {
+            wasi: sandbox::wasi_ctx(&plugin, &stderr),
+            stderr,
+            table: ResourceTable::new(),
+            memory: MemoryCap::new(memory),
+            plugin,
+            config,
+            deadline: None,
+            timed_out: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            match state.deadline {
+                Some(deadline) if Instant::now() >= deadline => {
+                    state.timed_out = true;
+                    Ok(UpdateDeadline::Interrupt)
+                }
+                // Let other tasks run on this worker, then come back.
+                _ => Ok(UpdateDeadline::Yield(1)),
+            }
+        });
+        store
+    }
+}
+
+fn engine_config(options: &RuntimeOptions, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(1 << 20);
+    config.async_stack_size(2 << 20);
+    if options.compile_cache {
+        match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(err) => tracing::warn!(error = %err, "compiled-code cache unavailable"),
+        }
+    }
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(1000)
+            .total_core_instances(4000)
+            .total_memories(1000)
+            .total_tables(4000)
+            .total_stacks(1000)
+            .max_memory_size(crate::config::MAX_MEMORY_MB as usize * 1024 * 1024)
+            .max_core_instances_per_component(50)
+            .max_memories_per_component(10)
+            .max_tables_per_component(50)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("evhost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("cannot start the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The data of one plugin instance's store.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// The memory cap; `exceeded` tells a trap came from it.
+    pub memory: MemoryCap,
+    plugin: Arc<str>,
+    config: Arc<BTreeMap<String, String>>,
+    /// When the current call must stop; `None` between calls.
+    pub deadline: Option<Instant>,
+    /// Set when the epoch callback interrupted the current call.
+    pub timed_out: bool,
+    stderr: StderrTail,
+}
+
+impl State {
+    /// The guest's last panic message, read from its stderr.
+    pub fn last_panic(&self) -> Option<String> {
+        self.stderr.panic_message()
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl evhost::plugin::types::Host for State {}
+
+impl evhost::plugin::host::Host for State {
+    fn log(&mut self, level: Level, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(target: "evhost::guest", plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: "evhost::guest", plugin, "{message}"),
+            Level::Info => tracing::info!(target: "evhost::guest", plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: "evhost::guest", plugin, "{message}"),
+            Level::Error => tracing::error!(target: "evhost::guest", plugin, "{message}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+}
