@@ -1,0 +1,42 @@
+//! The command line's own promises, checked on the built binary: help lists
+//! every command, and a usage mistake is one clear line and exit code 2.
+//! (This integration test also makes `cargo test --workspace` build the
+//! `evhost` binary that the end-to-end tests in `tests/` run.)
+
+use std::process::Command;
+
+fn evhost(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_evhost"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run evhost")
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = evhost(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["run", "dev", "invoke", "check"] {
+        assert!(text.contains(command), "help does not mention {command}: {text}");
+    }
+}
+
+#[test]
+fn an_unknown_flag_is_one_line_and_exit_2() {
+    let out = evhost(&["run", "--plugins", ".", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--bogus"), "{err}");
+}
+
+#[test]
+fn a_missing_required_flag_is_one_line_and_exit_2() {
+    let out = evhost(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--plugins"), "{err}");
+}
