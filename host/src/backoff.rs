@@ -23,7 +23,10 @@ pub const JITTER: f64 = 0.2;
 impl Backoff {
     /// Doubling from `initial` up to `max`.
     pub fn exponential(initial: Duration, max: Duration) -> Self {
-        Backoff::Exponential { initial, max: max.max(initial) }
+        Backoff::Exponential {
+            initial,
+            max: max.max(initial),
+        }
     }
 
     /// An explicit list of delays. `delays` must not be empty.
@@ -66,7 +69,10 @@ mod tests {
     fn exponential_doubles_up_to_max() {
         let b = Backoff::exponential(100 * MS, 1000 * MS);
         let got: Vec<_> = (1..=6).map(|a| b.nominal(a)).collect();
-        assert_eq!(got, [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]);
+        assert_eq!(
+            got,
+            [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]
+        );
         assert_eq!(b.nominal(200), 1000 * MS, "no overflow on huge attempts");
     }
 
@@ -84,6 +90,10 @@ mod tests {
         assert_eq!(b.delay(1, 0.0), 800 * MS);
         assert_eq!(b.delay(1, 0.5), 1000 * MS);
         assert!(b.delay(1, 0.999_999) <= 1200 * MS);
-        assert_eq!(b.delay(1, 7.0), 1200 * MS, "out-of-range randomness is clamped");
+        assert_eq!(
+            b.delay(1, 7.0),
+            1200 * MS,
+            "out-of-range randomness is clamped"
+        );
     }
 }

@@ -49,7 +49,11 @@ pub type Subscriptions = SelectAll<Subscriber>;
 
 /// Subscribes each of `subjects` in queue group `queue`, and flushes so the
 /// server knows of them before this returns.
-pub async fn subscribe(client: &Client, subjects: &[String], queue: &str) -> anyhow::Result<Subscriptions> {
+pub async fn subscribe(
+    client: &Client,
+    subjects: &[String],
+    queue: &str,
+) -> anyhow::Result<Subscriptions> {
     let mut all = SelectAll::new();
     for subject in subjects {
         let sub = client
@@ -58,7 +62,10 @@ pub async fn subscribe(client: &Client, subjects: &[String], queue: &str) -> any
             .with_context(|| format!("cannot subscribe to {subject}"))?;
         all.push(sub);
     }
-    client.flush().await.context("cannot flush subscriptions to NATS")?;
+    client
+        .flush()
+        .await
+        .context("cannot flush subscriptions to NATS")?;
     Ok(all)
 }
 
@@ -85,7 +92,9 @@ pub fn to_message(msg: &async_nats::Message, attempt: u32) -> Message {
 
 /// Every header as a (name, value) pair, repeated names kept.
 pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(String, String)> {
-    let Some(headers) = headers else { return Vec::new() };
+    let Some(headers) = headers else {
+        return Vec::new();
+    };
     let mut pairs = Vec::new();
     for (name, values) in headers.iter() {
         for value in values {
@@ -104,7 +113,10 @@ pub fn output_headers(out: &Outgoing, input: Option<&HeaderMap>) -> HeaderMap {
     }
     if let Some(input) = input {
         for name in TRACE_HEADERS {
-            let already = out.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            let already = out
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name));
             if let (false, Some(value)) = (already, input.get(name)) {
                 headers.insert(name, value.as_str());
             }
@@ -122,7 +134,9 @@ pub async fn publish_outputs(
 ) -> Result<(), async_nats::PublishError> {
     for out in outputs {
         let headers = output_headers(&out, input);
-        client.publish_with_headers(out.subject, headers, Bytes::from(out.payload)).await?;
+        client
+            .publish_with_headers(out.subject, headers, Bytes::from(out.payload))
+            .await?;
     }
     Ok(())
 }
@@ -136,11 +150,21 @@ mod tests {
         let mut input = HeaderMap::new();
         input.insert("traceparent", "00-abc-def-01");
         input.insert("x-other", "no");
-        let out = Outgoing { subject: "a".into(), headers: vec![("k".into(), "v".into())], payload: vec![] };
+        let out = Outgoing {
+            subject: "a".into(),
+            headers: vec![("k".into(), "v".into())],
+            payload: vec![],
+        };
         let h = output_headers(&out, Some(&input));
-        assert_eq!(h.get("traceparent").map(|v| v.as_str()), Some("00-abc-def-01"));
+        assert_eq!(
+            h.get("traceparent").map(|v| v.as_str()),
+            Some("00-abc-def-01")
+        );
         assert_eq!(h.get("k").map(|v| v.as_str()), Some("v"));
-        assert!(h.get("x-other").is_none(), "only trace context is carried over");
+        assert!(
+            h.get("x-other").is_none(),
+            "only trace context is carried over"
+        );
 
         let own = Outgoing {
             subject: "a".into(),
@@ -158,8 +182,18 @@ mod tests {
         input.append("x-tag", "a");
         input.append("x-tag", "b");
         let pairs = header_pairs(Some(&input));
-        assert_eq!(pairs, vec![("x-tag".to_string(), "a".to_string()), ("x-tag".to_string(), "b".to_string())]);
-        let out = Outgoing { subject: "s".into(), headers: pairs, payload: vec![] };
+        assert_eq!(
+            pairs,
+            vec![
+                ("x-tag".to_string(), "a".to_string()),
+                ("x-tag".to_string(), "b".to_string())
+            ]
+        );
+        let out = Outgoing {
+            subject: "s".into(),
+            headers: pairs,
+            payload: vec![],
+        };
         assert_eq!(output_headers(&out, None).get_all("x-tag").count(), 2);
     }
 }

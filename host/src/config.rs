@@ -226,11 +226,15 @@ impl Manifest {
         };
         let queue_group = self.queue_group.clone().unwrap_or_else(|| name.to_string());
         if !crate::subject::is_valid_token_string(&queue_group) {
-            return invalid(format!("queue_group {queue_group:?} is not a valid NATS queue name"));
+            return invalid(format!(
+                "queue_group {queue_group:?} is not a valid NATS queue name"
+            ));
         }
         if let Some(subjects) = &self.subjects {
             if subjects.is_empty() {
-                return invalid("subjects must not be empty (remove the key to use the plugin's own)".into());
+                return invalid(
+                    "subjects must not be empty (remove the key to use the plugin's own)".into(),
+                );
             }
             for s in subjects {
                 if !crate::subject::is_valid_pattern(s) {
@@ -238,7 +242,10 @@ impl Manifest {
                 }
             }
         }
-        let dead_letter_prefix = d.dead_letter_prefix.clone().unwrap_or_else(|| "dlq.".into());
+        let dead_letter_prefix = d
+            .dead_letter_prefix
+            .clone()
+            .unwrap_or_else(|| "dlq.".into());
         if !dead_letter_prefix.is_empty()
             && !crate::subject::is_valid_subject(dead_letter_prefix.trim_end_matches('.'))
         {
@@ -353,7 +360,10 @@ allow = ["payments.>"]
         assert_eq!(s.config["name"], "x");
         assert_eq!(s.isolation, Isolation::Message);
         assert_eq!(s.memory_bytes, 16 << 20);
-        assert_eq!(s.backoff, Backoff::schedule(vec![Duration::from_secs(1), Duration::from_secs(5)]));
+        assert_eq!(
+            s.backoff,
+            Backoff::schedule(vec![Duration::from_secs(1), Duration::from_secs(5)])
+        );
         assert_eq!(s.dead_letter_prefix, "dead.");
     }
 
@@ -361,7 +371,11 @@ allow = ["payments.>"]
     fn unknown_key_reports_line_and_column() {
         let err = Manifest::parse("[limits]\nconcurrency = 2\ncolour = 1\n").unwrap_err();
         match err {
-            ManifestError::Syntax { line, column, message } => {
+            ManifestError::Syntax {
+                line,
+                column,
+                message,
+            } => {
                 assert_eq!((line, column), (3, 1));
                 assert!(message.contains("unknown field `colour`"), "{message}");
             }

@@ -70,7 +70,10 @@ impl DeadLetter<'_> {
 
 /// One line of at most [`MAX_ERROR_LEN`] bytes.
 fn header_safe(text: &str) -> String {
-    let mut line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if line.len() > MAX_ERROR_LEN {
         let mut cut = MAX_ERROR_LEN;
         while !line.is_char_boundary(cut) {
@@ -106,7 +109,10 @@ mod tests {
         let get = |n: &str| h.get(n).map(|v| v.as_str().to_string());
         assert_eq!(get("traceparent").as_deref(), Some("00-x-y-01"));
         assert_eq!(h.get_all("x-tag").count(), 2);
-        assert_eq!(get(ORIGINAL_SUBJECT).as_deref(), Some("orders.order.created"));
+        assert_eq!(
+            get(ORIGINAL_SUBJECT).as_deref(),
+            Some("orders.order.created")
+        );
         assert_eq!(get(PLUGIN).as_deref(), Some("payment"));
         assert_eq!(get(PLUGIN_VERSION).as_deref(), Some("0123456789abcdef"));
         assert_eq!(get(ERROR_KIND).as_deref(), Some("exhausted"));

@@ -43,13 +43,20 @@ impl DevServer {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))?;
-        let mut server = DevServer { child, url: format!("nats://127.0.0.1:{port}"), store };
+        let mut server = DevServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            store,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = server.child.try_wait()? {
                 anyhow::bail!("nats-server exited at start ({status})");
             }
-            anyhow::ensure!(Instant::now() < deadline, "nats-server did not start listening within 10 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "nats-server did not start listening within 10 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(server)

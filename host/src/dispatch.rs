@@ -26,7 +26,9 @@ pub struct Slot {
 impl Slot {
     /// A slot holding `plugin`.
     pub fn new(plugin: Arc<Plugin>) -> Self {
-        Slot { current: ArcSwap::new(plugin) }
+        Slot {
+            current: ArcSwap::new(plugin),
+        }
     }
 
     /// The version new messages go to.
@@ -134,10 +136,13 @@ impl Server {
         match order {
             Some(Control::Resubscribe) => {
                 let wanted = Serving::of(&self.slot.current());
-                if (&wanted.subjects, &wanted.queue_group) != (&self.serving.subjects, &self.serving.queue_group) {
+                if (&wanted.subjects, &wanted.queue_group)
+                    != (&self.serving.subjects, &self.serving.queue_group)
+                {
                     // Subscribe anew before draining the old ones: both are in
                     // a queue group, so the server hands each message to one.
-                    match bus::subscribe(&self.client, &wanted.subjects, &wanted.queue_group).await {
+                    match bus::subscribe(&self.client, &wanted.subjects, &wanted.queue_group).await
+                    {
                         Ok(fresh) => {
                             bus::drain(&mut self.subs).await;
                             self.subs.extend(fresh);
@@ -230,10 +235,18 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
 
 /// Publishes a dead letter, trying again while the connection is down: a
 /// dead letter is never dropped silently.
-async fn publish_dead_letter(client: &Client, subject: String, letter: &DeadLetter<'_>, msg: &async_nats::Message) {
+async fn publish_dead_letter(
+    client: &Client,
+    subject: String,
+    letter: &DeadLetter<'_>,
+    msg: &async_nats::Message,
+) {
     let mut delay = std::time::Duration::from_millis(50);
     for _ in 0..10 {
-        match client.publish_with_headers(subject.clone(), letter.headers(), msg.payload.clone()).await {
+        match client
+            .publish_with_headers(subject.clone(), letter.headers(), msg.payload.clone())
+            .await
+        {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(error = %err, dead_letter = %subject, "cannot publish dead letter; trying again");

@@ -30,10 +30,17 @@ pub struct HostOptions {
 /// finishes those in flight (publishing their outputs) and returns.
 pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let dir = options.plugins.clone();
-    let meta = std::fs::metadata(&dir).with_context(|| format!("cannot read the plugin directory {}", dir.display()))?;
-    anyhow::ensure!(meta.is_dir(), "the plugin directory {} is not a directory", dir.display());
+    let meta = std::fs::metadata(&dir)
+        .with_context(|| format!("cannot read the plugin directory {}", dir.display()))?;
+    anyhow::ensure!(
+        meta.is_dir(),
+        "the plugin directory {} is not a directory",
+        dir.display()
+    );
 
-    let runtime = Runtime::new(RuntimeOptions { compile_cache: options.compile_cache })?;
+    let runtime = Runtime::new(RuntimeOptions {
+        compile_cache: options.compile_cache,
+    })?;
     let client = bus::connect(&options.nats_url).await?;
     // Watch before the first scan, so a file written in between is not missed.
     let mut watcher = DirWatcher::start(&dir)?;
@@ -59,15 +66,24 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
         }
     }
 
-    tracing::info!(plugins = registry.len(), "shutting down: finishing messages in flight");
+    tracing::info!(
+        plugins = registry.len(),
+        "shutting down: finishing messages in flight"
+    );
     let started = Instant::now();
-    if tokio::time::timeout(options.drain_timeout, registry.shutdown()).await.is_err() {
+    if tokio::time::timeout(options.drain_timeout, registry.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             timeout_ms = options.drain_timeout.as_millis() as u64,
             "drain timed out; messages still in flight were not finished"
         );
     }
-    client.flush().await.context("cannot flush the last outputs to NATS")?;
+    client
+        .flush()
+        .await
+        .context("cannot flush the last outputs to NATS")?;
     tracing::info!(drain_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }

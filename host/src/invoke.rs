@@ -43,8 +43,13 @@ pub struct Invocation {
 
 /// Loads a plugin from its files the way the host does; `config` entries
 /// override the manifest's `[config]`.
-async fn load(wasm_path: &Path, manifest_path: Option<&Path>, config: &[(String, String)]) -> anyhow::Result<Plugin> {
-    let wasm = std::fs::read(wasm_path).with_context(|| format!("{}: cannot read", wasm_path.display()))?;
+async fn load(
+    wasm_path: &Path,
+    manifest_path: Option<&Path>,
+    config: &[(String, String)],
+) -> anyhow::Result<Plugin> {
+    let wasm = std::fs::read(wasm_path)
+        .with_context(|| format!("{}: cannot read", wasm_path.display()))?;
     let mut manifest = match manifest_path {
         Some(path) => {
             anyhow::ensure!(path.exists(), "{}: no such manifest", path.display());
@@ -53,7 +58,9 @@ async fn load(wasm_path: &Path, manifest_path: Option<&Path>, config: &[(String,
         None => Manifest::default(),
     };
     for (k, v) in config {
-        manifest.config.insert(k.clone(), toml::Value::String(v.clone()));
+        manifest
+            .config
+            .insert(k.clone(), toml::Value::String(v.clone()));
     }
     let name = plugin_name(wasm_path);
     let settings = manifest.resolve(&name).map_err(|e| match manifest_path {
@@ -67,7 +74,10 @@ async fn load(wasm_path: &Path, manifest_path: Option<&Path>, config: &[(String,
 }
 
 fn plugin_name(path: &Path) -> String {
-    path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string()
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .to_string()
 }
 
 /// Runs the invocation; prints the outcome as JSON and returns the exit code.
@@ -76,12 +86,20 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         None => Vec::new(),
         Some(p) if p.as_os_str() == "-" => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("cannot read the payload from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read the payload from stdin")?;
             buf
         }
-        Some(p) => std::fs::read(p).with_context(|| format!("{}: cannot read the payload", p.display()))?,
+        Some(p) => {
+            std::fs::read(p).with_context(|| format!("{}: cannot read the payload", p.display()))?
+        }
     };
-    anyhow::ensure!(crate::subject::is_valid_subject(&inv.subject), "--subject {:?} is not a valid NATS subject", inv.subject);
+    anyhow::ensure!(
+        crate::subject::is_valid_subject(&inv.subject),
+        "--subject {:?} is not a valid NATS subject",
+        inv.subject
+    );
     let plugin = load(&inv.wasm, inv.manifest.as_deref(), &inv.config).await?;
     let message = Message {
         subject: inv.subject.clone(),
@@ -98,7 +116,11 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
                     let mut v = json!({ "subject": o.subject, "headers": o.headers });
                     match String::from_utf8(o.payload) {
                         Ok(text) => v["payload"] = json!(text),
-                        Err(e) => v["payload_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+                        Err(e) => {
+                            v["payload_base64"] = json!(
+                                base64::engine::general_purpose::STANDARD.encode(e.into_bytes())
+                            )
+                        }
                     }
                     v
                 })
@@ -111,7 +133,10 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
                 FailureKind::Permanent => EXIT_PERMANENT,
                 FailureKind::Trap | FailureKind::InvalidOutput => EXIT_ERROR,
             };
-            (json!({ "outcome": failure.kind.as_str(), "error": failure.message }), code)
+            (
+                json!({ "outcome": failure.kind.as_str(), "error": failure.message }),
+                code,
+            )
         }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -14,6 +14,7 @@ pub mod config;
 pub mod deadletter;
 pub mod dev;
 pub mod dispatch;
+pub mod errors;
 pub mod host;
 pub mod invoke;
 pub mod logging;

@@ -101,7 +101,10 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -111,7 +114,7 @@ fn main() -> ExitCode {
     match runtime.block_on(execute(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", evhost::errors::one_line(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
@@ -119,16 +122,32 @@ fn main() -> ExitCode {
 
 async fn execute(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run { plugins, nats, drain_timeout, no_compile_cache } => {
-            let options = HostOptions { plugins, nats_url: nats, drain_timeout, compile_cache: !no_compile_cache };
+        Command::Run {
+            plugins,
+            nats,
+            drain_timeout,
+            no_compile_cache,
+        } => {
+            let options = HostOptions {
+                plugins,
+                nats_url: nats,
+                drain_timeout,
+                compile_cache: !no_compile_cache,
+            };
             host::run(options, shutdown_signal()).await?;
             Ok(0)
         }
         Command::Dev { plugins } => {
             let server = evhost::dev::DevServer::start()?;
             eprintln!("evhost dev: nats-server listening at {}", server.url);
-            eprintln!("evhost dev: JetStream store in {}", server.store.path().display());
-            eprintln!("evhost dev: publish with e.g. `nats --server {} pub orders.order.created '{{...}}'`", server.url);
+            eprintln!(
+                "evhost dev: JetStream store in {}",
+                server.store.path().display()
+            );
+            eprintln!(
+                "evhost dev: publish with e.g. `nats --server {} pub orders.order.created '{{...}}'`",
+                server.url
+            );
             let options = HostOptions {
                 plugins,
                 nats_url: server.url.clone(),
@@ -139,8 +158,25 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             drop(server);
             Ok(0)
         }
-        Command::Invoke { wasm, subject, payload, headers, config, manifest, attempt } => {
-            invoke::invoke(Invocation { wasm, manifest, subject, payload, headers, config, attempt }).await
+        Command::Invoke {
+            wasm,
+            subject,
+            payload,
+            headers,
+            config,
+            manifest,
+            attempt,
+        } => {
+            invoke::invoke(Invocation {
+                wasm,
+                manifest,
+                subject,
+                payload,
+                headers,
+                config,
+                attempt,
+            })
+            .await
         }
         Command::Check { wasm, manifest } => {
             invoke::check(&wasm, manifest.as_deref()).await?;
@@ -154,13 +190,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

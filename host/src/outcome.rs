@@ -30,7 +30,10 @@ pub struct Failure {
 impl Failure {
     /// A failure of `kind` saying `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Failure { kind, message: message.into() }
+        Failure {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -114,8 +117,14 @@ mod tests {
 
     #[test]
     fn permanent_trap_and_invalid_output_dead_letter_at_once() {
-        assert_eq!(decide(FailureKind::Permanent, 1, 5), Decision::DeadLetter(DeadLetterKind::Permanent));
-        assert_eq!(decide(FailureKind::Trap, 1, 5), Decision::DeadLetter(DeadLetterKind::Trap));
+        assert_eq!(
+            decide(FailureKind::Permanent, 1, 5),
+            Decision::DeadLetter(DeadLetterKind::Permanent)
+        );
+        assert_eq!(
+            decide(FailureKind::Trap, 1, 5),
+            Decision::DeadLetter(DeadLetterKind::Trap)
+        );
         assert_eq!(
             decide(FailureKind::InvalidOutput, 1, 5),
             Decision::DeadLetter(DeadLetterKind::InvalidOutput)
@@ -127,14 +136,23 @@ mod tests {
         for attempt in 1..5 {
             assert_eq!(decide(FailureKind::Transient, attempt, 5), Decision::Retry);
         }
-        assert_eq!(decide(FailureKind::Transient, 5, 5), Decision::DeadLetter(DeadLetterKind::Exhausted));
-        assert_eq!(decide(FailureKind::Transient, 1, 1), Decision::DeadLetter(DeadLetterKind::Exhausted));
+        assert_eq!(
+            decide(FailureKind::Transient, 5, 5),
+            Decision::DeadLetter(DeadLetterKind::Exhausted)
+        );
+        assert_eq!(
+            decide(FailureKind::Transient, 1, 1),
+            Decision::DeadLetter(DeadLetterKind::Exhausted)
+        );
     }
 
     #[test]
     fn timeout_retries_and_its_last_failure_names_the_kind() {
         assert_eq!(decide(FailureKind::Timeout, 1, 2), Decision::Retry);
-        assert_eq!(decide(FailureKind::Timeout, 2, 2), Decision::DeadLetter(DeadLetterKind::Timeout));
+        assert_eq!(
+            decide(FailureKind::Timeout, 2, 2),
+            Decision::DeadLetter(DeadLetterKind::Timeout)
+        );
     }
 
     #[test]

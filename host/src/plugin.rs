@@ -14,6 +14,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use crate::config::{Isolation, PluginSettings};
+use crate::errors::one_line;
 use crate::outcome::{Failure, FailureKind};
 use crate::runtime::{Handler, HandlerError, HandlerPre, Message, Outgoing, Runtime, State};
 use crate::subject;
@@ -77,7 +78,12 @@ impl Plugin {
                 let component = tokio::task::spawn_blocking(move || rt.compile(&wasm))
                     .await
                     .context("compiler task failed")?
-                    .context("not a valid WebAssembly component")?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "not a valid WebAssembly component: {}",
+                            one_line(&format!("{e:#}"))
+                        )
+                    })?;
                 (component, started.elapsed())
             }
         };
@@ -107,7 +113,9 @@ impl Plugin {
         warm.store.data_mut().deadline = None;
         let subjects = plugin.settings.subjects.clone().unwrap_or(own);
         if subjects.is_empty() {
-            anyhow::bail!("the plugin subscribes to nothing: subscriptions() is empty and the manifest sets no subjects");
+            anyhow::bail!(
+                "the plugin subscribes to nothing: subscriptions() is empty and the manifest sets no subjects"
+            );
         }
         if let Some(bad) = subjects.iter().find(|s| !subject::is_valid_pattern(s)) {
             anyhow::bail!("subscription {bad:?} is not a valid NATS subject");
@@ -120,10 +128,18 @@ impl Plugin {
     }
 
     async fn instantiate(&self) -> anyhow::Result<Warm> {
-        let mut store = self.runtime.store(self.name.clone(), self.config.clone(), self.settings.memory_bytes);
+        let mut store = self.runtime.store(
+            self.name.clone(),
+            self.config.clone(),
+            self.settings.memory_bytes,
+        );
         store.set_epoch_deadline(1);
         let handler = self.pre.instantiate_async(&mut store).await?;
-        Ok(Warm { store, handler, served: 0 })
+        Ok(Warm {
+            store,
+            handler,
+            served: 0,
+        })
     }
 
     /// Runs `message` through the handler once and classifies the result.
@@ -137,7 +153,10 @@ impl Plugin {
         let mut warm = match pooled {
             Some(warm) => warm,
             None => self.instantiate().await.map_err(|e| {
-                Failure::new(FailureKind::Transient, format!("cannot instantiate the plugin: {e:#}"))
+                Failure::new(
+                    FailureKind::Transient,
+                    format!("cannot instantiate the plugin: {e:#}"),
+                )
             })?,
         };
         let state = warm.store.data_mut();
@@ -149,7 +168,9 @@ impl Plugin {
         warm.served += 1;
 
         let outcome = match result {
-            Ok(Ok(outputs)) => self.check_outputs(&outputs, message.reply_to.as_deref()).map(|()| outputs),
+            Ok(Ok(outputs)) => self
+                .check_outputs(&outputs, message.reply_to.as_deref())
+                .map(|()| outputs),
             Ok(Err(HandlerError::Transient(m))) => Err(Failure::new(FailureKind::Transient, m)),
             Ok(Err(HandlerError::Permanent(m))) => Err(Failure::new(FailureKind::Permanent, m)),
             Err(err) => {
@@ -157,7 +178,10 @@ impl Plugin {
                 return Err(if state.timed_out {
                     Failure::new(
                         FailureKind::Timeout,
-                        format!("handler interrupted after its {} ms time limit", self.settings.timeout.as_millis()),
+                        format!(
+                            "handler interrupted after its {} ms time limit",
+                            self.settings.timeout.as_millis()
+                        ),
                     )
                 } else {
                     Failure::new(FailureKind::Trap, trap_message(&err, state))
@@ -165,7 +189,8 @@ impl Plugin {
                 // The instance is dropped: a trapped instance never serves again.
             }
         };
-        if self.settings.isolation == Isolation::Reuse && warm.served < self.settings.recycle_after {
+        if self.settings.isolation == Isolation::Reuse && warm.served < self.settings.recycle_after
+        {
             let mut pool = self.warm.lock().unwrap();
             if pool.len() < self.settings.concurrency {
                 pool.push(warm);
@@ -192,7 +217,9 @@ impl Plugin {
             ));
         }
         for out in outputs {
-            if let Err(denied) = subject::check_publish(&out.subject, reply_to, s.publish_allow.as_deref()) {
+            if let Err(denied) =
+                subject::check_publish(&out.subject, reply_to, s.publish_allow.as_deref())
+            {
                 return invalid(denied.to_string());
             }
             if let Some((name, _)) = out.headers.iter().find(|(n, v)| !valid_header(n, v)) {
@@ -216,7 +243,7 @@ fn trap_message(err: &wasmtime::Error, state: &State) -> String {
         return format!("memory limit of {} MiB exceeded", state.memory.limit_mb());
     }
     let mut text = match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => err.to_string().lines().next().unwrap_or("trap").to_string(),
     };
     if let Some(panic) = state.last_panic() {

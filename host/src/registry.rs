@@ -53,14 +53,21 @@ pub fn plugin_name(path: &Path) -> Option<String> {
     let stem = path.file_stem()?.to_str()?;
     let usable = !stem.is_empty()
         && !stem.starts_with('.')
-        && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     usable.then(|| stem.to_string())
 }
 
 impl Registry {
     /// An empty registry serving plugins from `dir` over `client`.
     pub fn new(dir: PathBuf, runtime: Runtime, client: Client) -> Self {
-        Registry { dir, runtime, client, plugins: HashMap::new() }
+        Registry {
+            dir,
+            runtime,
+            client,
+            plugins: HashMap::new(),
+        }
     }
 
     /// How many plugins are served.
@@ -107,7 +114,7 @@ impl Registry {
         let manifest = match Manifest::load(&manifest_file) {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(plugin = name, file = %manifest_file.display(), error = format!("{e:#}"), "plugin rejected");
+                tracing::error!(plugin = name, file = %manifest_file.display(), error = crate::errors::one_line(&format!("{e:#}")), "plugin rejected");
                 return;
             }
         };
@@ -118,17 +125,28 @@ impl Registry {
                 return;
             }
         };
-        let previous = self.plugins.get(name).map(|e| (e.slot.current(), e.manifest.clone()));
+        let previous = self
+            .plugins
+            .get(name)
+            .map(|e| (e.slot.current(), e.manifest.clone()));
         if let Some((old, old_manifest)) = &previous
             && old.version == crate::plugin::version_of(&wasm)
             && *old_manifest == manifest
         {
             return; // touched, not changed
         }
-        let plugin = match Plugin::load(&self.runtime, name, wasm, settings, previous.as_ref().map(|(p, _)| &**p)).await {
+        let plugin = match Plugin::load(
+            &self.runtime,
+            name,
+            wasm,
+            settings,
+            previous.as_ref().map(|(p, _)| &**p),
+        )
+        .await
+        {
             Ok(p) => Arc::new(p),
             Err(e) => {
-                tracing::error!(plugin = name, file = %wasm_file.display(), error = format!("{e:#}"), "plugin rejected");
+                tracing::error!(plugin = name, file = %wasm_file.display(), error = crate::errors::one_line(&format!("{e:#}")), "plugin rejected");
                 return;
             }
         };
@@ -159,7 +177,15 @@ impl Registry {
                 let slot = Arc::new(Slot::new(plugin.clone()));
                 let (control, orders) = mpsc::channel(16);
                 let task = tokio::spawn(dispatch::serve(self.client.clone(), slot.clone(), orders));
-                self.plugins.insert(name.clone(), Entry { slot, manifest, control, task });
+                self.plugins.insert(
+                    name.clone(),
+                    Entry {
+                        slot,
+                        manifest,
+                        control,
+                        task,
+                    },
+                );
                 tracing::info!(
                     plugin = %name, version = %plugin.version, subjects = ?plugin.subjects, compile_ms,
                     "plugin loaded"
@@ -199,9 +225,18 @@ mod tests {
 
     #[test]
     fn plugin_names_come_from_wasm_and_toml_stems() {
-        assert_eq!(plugin_name(Path::new("/p/payment.wasm")).as_deref(), Some("payment"));
-        assert_eq!(plugin_name(Path::new("/p/payment.toml")).as_deref(), Some("payment"));
-        assert_eq!(plugin_name(Path::new("/p/my-plugin_2.wasm")).as_deref(), Some("my-plugin_2"));
+        assert_eq!(
+            plugin_name(Path::new("/p/payment.wasm")).as_deref(),
+            Some("payment")
+        );
+        assert_eq!(
+            plugin_name(Path::new("/p/payment.toml")).as_deref(),
+            Some("payment")
+        );
+        assert_eq!(
+            plugin_name(Path::new("/p/my-plugin_2.wasm")).as_deref(),
+            Some("my-plugin_2")
+        );
         assert_eq!(plugin_name(Path::new("/p/payment.wasm.tmp")), None);
         assert_eq!(plugin_name(Path::new("/p/.payment.wasm")), None);
         assert_eq!(plugin_name(Path::new("/p/pay ment.wasm")), None);

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::sandbox::{self, MemoryCap, StderrTail};
@@ -50,16 +52,24 @@ impl Runtime {
             Ok(engine) => engine,
             Err(err) => {
                 tracing::warn!(error = %err, "pooling allocator unavailable; allocating instances on demand");
-                Engine::new(&engine_config(&options, false)).map_err(anyhow::Error::from).context("cannot create the wasm engine")?
+                Engine::new(&engine_config(&options, false))
+                    .map_err(anyhow::Error::from)
+                    .context("cannot create the wasm engine")?
             }
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("cannot link WASI")?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link WASI")?;
         Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("cannot link the evhost host functions")?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Runtime { engine, linker: Arc::new(linker), _ticker: Arc::new(ticker) })
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            _ticker: Arc::new(ticker),
+        })
     }
 
     /// The engine, for compiling components.
@@ -79,7 +89,12 @@ impl Runtime {
     }
 
     /// A fresh store for one instance of plugin `plugin`.
-    pub fn store(&self, plugin: Arc<str>, config: Arc<BTreeMap<String, String>>, memory: usize) -> Store<State> {
+    pub fn store(
+        &self,
+        plugin: Arc<str>,
+        config: Arc<BTreeMap<String, String>>,
+        memory: usize,
+    ) -> Store<State> {
         let stderr = StderrTail::default();
         let state = State {
             wasi: sandbox::wasi_ctx(&plugin, &stderr),
@@ -192,7 +207,10 @@ impl State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 

@@ -50,8 +50,16 @@ impl StderrTail {
 /// are also kept in `tail`.
 pub fn wasi_ctx(plugin: &Arc<str>, tail: &StderrTail) -> WasiCtx {
     WasiCtxBuilder::new()
-        .stdout(GuestOutput { plugin: plugin.clone(), stream: "stdout", tail: None })
-        .stderr(GuestOutput { plugin: plugin.clone(), stream: "stderr", tail: Some(tail.clone()) })
+        .stdout(GuestOutput {
+            plugin: plugin.clone(),
+            stream: "stdout",
+            tail: None,
+        })
+        .stderr(GuestOutput {
+            plugin: plugin.clone(),
+            stream: "stderr",
+            tail: Some(tail.clone()),
+        })
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -121,7 +129,11 @@ impl OutputStream for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.emit(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -146,7 +158,10 @@ pub struct MemoryCap {
 impl MemoryCap {
     /// A cap of `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        MemoryCap { limit, exceeded: false }
+        MemoryCap {
+            limit,
+            exceeded: false,
+        }
     }
 
     /// The cap in MiB, for messages.
@@ -193,11 +208,18 @@ mod tests {
     #[test]
     fn stderr_tail_finds_the_panic_message() {
         let tail = StderrTail::default();
-        let out = GuestOutput { plugin: Arc::from("p"), stream: "stderr", tail: Some(tail.clone()) };
+        let out = GuestOutput {
+            plugin: Arc::from("p"),
+            stream: "stderr",
+            tail: Some(tail.clone()),
+        };
         out.emit(b"starting\n");
         assert_eq!(tail.panic_message(), None);
         out.emit(b"\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n");
-        assert_eq!(tail.panic_message().as_deref(), Some("panicked at src/lib.rs:3:5: boom"));
+        assert_eq!(
+            tail.panic_message().as_deref(),
+            Some("panicked at src/lib.rs:3:5: boom")
+        );
     }
 
     #[test]
@@ -205,8 +227,13 @@ mod tests {
         let mut cap = MemoryCap::new(16 << 20);
         assert!(cap.memory_growing(0, 16 << 20, None).unwrap());
         assert!(!cap.exceeded);
-        let err = cap.memory_growing(16 << 20, (16 << 20) + 65536, None).unwrap_err();
+        let err = cap
+            .memory_growing(16 << 20, (16 << 20) + 65536, None)
+            .unwrap_err();
         assert!(cap.exceeded);
-        assert!(err.to_string().contains("memory limit of 16 MiB exceeded"), "{err}");
+        assert!(
+            err.to_string().contains("memory limit of 16 MiB exceeded"),
+            "{err}"
+        );
     }
 }

@@ -5,9 +5,9 @@
 /// wildcards, no whitespace.
 pub fn is_valid_subject(subject: &str) -> bool {
     !subject.is_empty()
-        && subject.split('.').all(|t| {
-            !t.is_empty() && t != "*" && t != ">" && !t.chars().any(|c| c.is_whitespace())
-        })
+        && subject
+            .split('.')
+            .all(|t| !t.is_empty() && t != "*" && t != ">" && !t.chars().any(|c| c.is_whitespace()))
 }
 
 /// A subject one can subscribe to: like [`is_valid_subject`] but `*` may
@@ -71,8 +71,11 @@ pub fn check_publish(
     if reply_to == Some(subject) {
         return Ok(());
     }
-    if subject.starts_with("$JS.") || subject.starts_with("$SYS.") || subject.starts_with("$KV.")
-        || subject.starts_with("_INBOX.") || subject.starts_with("$O.")
+    if subject.starts_with("$JS.")
+        || subject.starts_with("$SYS.")
+        || subject.starts_with("$KV.")
+        || subject.starts_with("_INBOX.")
+        || subject.starts_with("$O.")
     {
         return Err(PublishDenied::System(subject.to_string()));
     }
@@ -115,14 +118,35 @@ mod tests {
     #[test]
     fn publish_rules() {
         assert_eq!(check_publish("payments.x", None, None), Ok(()));
-        assert!(matches!(check_publish("$JS.API.STREAM.DELETE.x", None, None), Err(PublishDenied::System(_))));
-        assert!(matches!(check_publish("$SYS.REQ", None, None), Err(PublishDenied::System(_))));
-        assert!(matches!(check_publish("_INBOX.abc", None, None), Err(PublishDenied::System(_))));
-        assert_eq!(check_publish("_INBOX.abc", Some("_INBOX.abc"), None), Ok(()));
-        assert!(matches!(check_publish("_INBOX.other", Some("_INBOX.abc"), None), Err(PublishDenied::System(_))));
-        assert!(matches!(check_publish("a.*", None, None), Err(PublishDenied::Invalid(_))));
+        assert!(matches!(
+            check_publish("$JS.API.STREAM.DELETE.x", None, None),
+            Err(PublishDenied::System(_))
+        ));
+        assert!(matches!(
+            check_publish("$SYS.REQ", None, None),
+            Err(PublishDenied::System(_))
+        ));
+        assert!(matches!(
+            check_publish("_INBOX.abc", None, None),
+            Err(PublishDenied::System(_))
+        ));
+        assert_eq!(
+            check_publish("_INBOX.abc", Some("_INBOX.abc"), None),
+            Ok(())
+        );
+        assert!(matches!(
+            check_publish("_INBOX.other", Some("_INBOX.abc"), None),
+            Err(PublishDenied::System(_))
+        ));
+        assert!(matches!(
+            check_publish("a.*", None, None),
+            Err(PublishDenied::Invalid(_))
+        ));
         let allow = vec!["payments.>".to_string()];
         assert_eq!(check_publish("payments.done", None, Some(&allow)), Ok(()));
-        assert!(matches!(check_publish("orders.x", None, Some(&allow)), Err(PublishDenied::NotAllowed(_))));
+        assert!(matches!(
+            check_publish("orders.x", None, Some(&allow)),
+            Err(PublishDenied::NotAllowed(_))
+        ));
     }
 }

@@ -25,21 +25,27 @@ impl DirWatcher {
     /// Starts watching `dir` (not its subdirectories).
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
         let (tx, events) = mpsc::unbounded_channel();
-        let mut inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
-                for path in event.paths {
-                    if let Some(name) = plugin_name(&path) {
-                        let _ = tx.send(name);
+        let mut inner =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                // Reads (ours included) raise access events: only changes count.
+                Ok(event) if is_change(&event.kind) => {
+                    for path in event.paths {
+                        if let Some(name) = plugin_name(&path) {
+                            let _ = tx.send(name);
+                        }
                     }
                 }
-            }
-            Err(err) => tracing::warn!(error = %err, "file watcher error"),
-        })
-        .context("cannot start the file watcher")?;
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "file watcher error"),
+            })
+            .context("cannot start the file watcher")?;
         inner
             .watch(dir, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch {}", dir.display()))?;
-        Ok(DirWatcher { _inner: inner, events })
+        Ok(DirWatcher {
+            _inner: inner,
+            events,
+        })
     }
 
     /// The next plugin whose files changed.
@@ -48,13 +54,23 @@ impl DirWatcher {
     }
 }
 
+/// Whether an event may have changed a file's content or existence.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind::*;
+    matches!(kind, Any | Create(_) | Modify(_) | Remove(_))
+}
+
 /// What a plugin's files look like on disk: size and modification time of
 /// its `.wasm` and manifest (`None` where a file is absent).
 pub type Fingerprint = [Option<(u64, SystemTime)>; 2];
 
 /// Reads the fingerprint of plugin `name` in `dir`.
 pub fn fingerprint(dir: &Path, name: &str) -> Fingerprint {
-    let stat = |p: PathBuf| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+    let stat = |p: PathBuf| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+    };
     [stat(wasm_path(dir, name)), stat(manifest_path(dir, name))]
 }
 
@@ -78,7 +94,11 @@ impl Settling {
 
     /// The plugins that are ready: quiet for [`QUIET`] and with the same
     /// fingerprint as at the previous check. `look` reads a fingerprint.
-    pub fn ready(&mut self, now: Instant, mut look: impl FnMut(&str) -> Fingerprint) -> Vec<String> {
+    pub fn ready(
+        &mut self,
+        now: Instant,
+        mut look: impl FnMut(&str) -> Fingerprint,
+    ) -> Vec<String> {
         let mut ready = Vec::new();
         for (name, (last, seen)) in self.pending.iter_mut() {
             if now.duration_since(*last) < QUIET {
@@ -118,8 +138,24 @@ mod tests {
         assert!(s.ready(start + QUIET, |_| fp(1)).is_empty());
         // Still being written: the size moved.
         assert!(s.ready(start + QUIET * 2, |_| fp(2)).is_empty());
-        assert_eq!(s.ready(start + QUIET * 3, |_| fp(2)), vec!["echo".to_string()]);
+        assert_eq!(
+            s.ready(start + QUIET * 3, |_| fp(2)),
+            vec!["echo".to_string()]
+        );
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn reading_a_file_is_not_a_change() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+        assert!(!is_change(&notify::EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!is_change(&notify::EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(is_change(&notify::EventKind::Modify(ModifyKind::Any)));
+        assert!(is_change(&notify::EventKind::Create(CreateKind::File)));
     }
 
     #[test]

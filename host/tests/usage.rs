@@ -19,7 +19,10 @@ fn help_lists_every_command() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for command in ["run", "dev", "invoke", "check"] {
-        assert!(text.contains(command), "help does not mention {command}: {text}");
+        assert!(
+            text.contains(command),
+            "help does not mention {command}: {text}"
+        );
     }
 }
 
