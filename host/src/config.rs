@@ -88,6 +88,62 @@ pub struct DeliverySection {
     pub backoff_max: Option<String>,
     /// Prefix of dead-letter subjects (default `"dlq."`).
     pub dead_letter_prefix: Option<String>,
+    /// `"core"` (default) or `"jetstream"`.
+    pub mode: Option<DeliveryMode>,
+    /// JetStream: the stream to consume from (required in that mode).
+    pub stream: Option<String>,
+    /// JetStream: the durable consumer's name (default `evhost-<plugin>`).
+    pub durable: Option<String>,
+    /// JetStream: create `stream` if it does not exist, capturing `stream_subjects`.
+    pub create_stream: Option<bool>,
+    /// JetStream: subjects a created stream captures (default: the plugin's subjects).
+    pub stream_subjects: Option<Vec<String>>,
+    /// JetStream: how long the server waits for an ack before redelivering (default `"30s"`).
+    pub ack_wait: Option<String>,
+    /// JetStream: how to find a message's id for idempotency:
+    /// `"header:Nats-Msg-Id"` or `"json:/event_id"` (a JSON pointer).
+    pub dedup: Option<String>,
+    /// JetStream: the key-value bucket of handled ids (default `"evhost-dedup"`).
+    pub dedup_bucket: Option<String>,
+    /// JetStream: how long a handled id is remembered (default `"24h"`).
+    pub dedup_ttl: Option<String>,
+    /// JetStream: a stream that should capture dead letters.
+    pub dead_letter_stream: Option<String>,
+    /// JetStream: create `dead_letter_stream` if missing, capturing `<prefix>>`.
+    pub create_dead_letter_stream: Option<bool>,
+}
+
+/// Where a plugin's messages come from.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryMode {
+    /// Core NATS subscriptions in a queue group; retries wait in the host.
+    #[default]
+    Core,
+    /// A durable JetStream pull consumer with explicit acks.
+    Jetstream,
+}
+
+/// JetStream delivery settings, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JetStreamSettings {
+    /// The stream consumed.
+    pub stream: String,
+    /// The durable consumer's name (one per subject: `-N` is appended when
+    /// the plugin has several).
+    pub durable: String,
+    /// Subjects to capture when the host should create the stream.
+    pub create_stream: Option<Vec<String>>,
+    /// The consumer's ack wait.
+    pub ack_wait: Duration,
+    /// How to find a message's id, if idempotency is on.
+    pub dedup: Option<crate::dedup::DedupKey>,
+    /// The key-value bucket of handled ids.
+    pub dedup_bucket: String,
+    /// How long handled ids are kept.
+    pub dedup_ttl: Duration,
+    /// A stream for dead letters, and whether to create it.
+    pub dead_letter_stream: Option<(String, bool)>,
 }
 
 /// `[publish]`: a narrower allow-list for output subjects.
@@ -151,6 +207,8 @@ pub struct PluginSettings {
     pub dead_letter_prefix: String,
     /// Allow-list of output subject patterns, if any.
     pub publish_allow: Option<Vec<String>>,
+    /// JetStream delivery, when `mode = "jetstream"`.
+    pub jetstream: Option<JetStreamSettings>,
 }
 
 impl Manifest {
@@ -280,6 +338,8 @@ impl Manifest {
             })
             .collect::<Result<_, _>>()?;
 
+        let jetstream = self.resolve_jetstream(name)?;
+
         Ok(PluginSettings {
             subjects: self.subjects.clone(),
             queue_group,
@@ -295,7 +355,138 @@ impl Manifest {
             backoff,
             dead_letter_prefix,
             publish_allow: self.publish.allow.clone(),
+            jetstream,
         })
+    }
+
+    fn resolve_jetstream(&self, name: &str) -> Result<Option<JetStreamSettings>, ManifestError> {
+        let d = &self.delivery;
+        let invalid = |msg: String| Err(ManifestError::Invalid(msg));
+        if d.mode.unwrap_or_default() == DeliveryMode::Core {
+            let js_only = [
+                ("stream", d.stream.is_some()),
+                ("durable", d.durable.is_some()),
+                ("create_stream", d.create_stream.is_some()),
+                ("stream_subjects", d.stream_subjects.is_some()),
+                ("ack_wait", d.ack_wait.is_some()),
+                ("dedup", d.dedup.is_some()),
+                ("dedup_bucket", d.dedup_bucket.is_some()),
+                ("dedup_ttl", d.dedup_ttl.is_some()),
+                ("dead_letter_stream", d.dead_letter_stream.is_some()),
+                (
+                    "create_dead_letter_stream",
+                    d.create_dead_letter_stream.is_some(),
+                ),
+            ];
+            if let Some((key, _)) = js_only.iter().find(|(_, set)| *set) {
+                return invalid(format!(
+                    "delivery.{key} needs delivery.mode = \"jetstream\""
+                ));
+            }
+            return Ok(None);
+        }
+        let Some(stream) = d.stream.clone() else {
+            return invalid("delivery.mode = \"jetstream\" needs delivery.stream".into());
+        };
+        let valid_name = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !valid_name(&stream) {
+            return invalid(format!(
+                "delivery.stream {stream:?} is not a valid stream name"
+            ));
+        }
+        let durable = d
+            .durable
+            .clone()
+            .unwrap_or_else(|| format!("evhost-{name}"));
+        if !valid_name(&durable) {
+            return invalid(format!(
+                "delivery.durable {durable:?} is not a valid consumer name"
+            ));
+        }
+        let create_stream = match (
+            d.create_stream.unwrap_or(false),
+            &d.stream_subjects,
+            &self.subjects,
+        ) {
+            (false, Some(_), _) => {
+                return invalid(
+                    "delivery.stream_subjects needs delivery.create_stream = true".into(),
+                );
+            }
+            (false, None, _) => None,
+            (true, Some(list), _) | (true, None, Some(list)) => Some(list.clone()),
+            (true, None, None) => {
+                return invalid(
+                    "delivery.create_stream needs delivery.stream_subjects (or top-level subjects) to capture".into(),
+                );
+            }
+        };
+        if let Some(bad) = create_stream
+            .iter()
+            .flatten()
+            .find(|s| !crate::subject::is_valid_pattern(s))
+        {
+            return invalid(format!(
+                "delivery.stream_subjects: {bad:?} is not a valid NATS subject"
+            ));
+        }
+        let ack_wait = match &d.ack_wait {
+            Some(s) => parse_duration("delivery.ack_wait", s)?,
+            None => Duration::from_secs(30),
+        };
+        if ack_wait < Duration::from_secs(1) {
+            return invalid("delivery.ack_wait must be at least 1s".into());
+        }
+        let dedup = match &d.dedup {
+            Some(spec) => {
+                Some(crate::dedup::DedupKey::parse(spec).map_err(ManifestError::Invalid)?)
+            }
+            None => None,
+        };
+        let dedup_bucket = d
+            .dedup_bucket
+            .clone()
+            .unwrap_or_else(|| "evhost-dedup".into());
+        if !valid_name(&dedup_bucket) {
+            return invalid(format!(
+                "delivery.dedup_bucket {dedup_bucket:?} is not a valid bucket name"
+            ));
+        }
+        let dedup_ttl = match &d.dedup_ttl {
+            Some(s) => parse_duration("delivery.dedup_ttl", s)?,
+            None => Duration::from_secs(24 * 3600),
+        };
+        let dead_letter_stream = match (
+            &d.dead_letter_stream,
+            d.create_dead_letter_stream.unwrap_or(false),
+        ) {
+            (Some(s), create) if valid_name(s) => Some((s.clone(), create)),
+            (Some(s), _) => {
+                return invalid(format!(
+                    "delivery.dead_letter_stream {s:?} is not a valid stream name"
+                ));
+            }
+            (None, true) => {
+                return invalid(
+                    "delivery.create_dead_letter_stream needs delivery.dead_letter_stream".into(),
+                );
+            }
+            (None, false) => None,
+        };
+        Ok(Some(JetStreamSettings {
+            stream,
+            durable,
+            create_stream,
+            ack_wait,
+            dedup,
+            dedup_bucket,
+            dedup_ttl,
+            dead_letter_stream,
+        }))
     }
 }
 
@@ -389,6 +580,44 @@ allow = ["payments.>"]
         let text = err.to_string();
         assert!(text.starts_with("2:14: "), "{text}");
         assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn jetstream_settings_resolve_with_defaults() {
+        let text =
+            "[delivery]\nmode = \"jetstream\"\nstream = \"ORDERS\"\ndedup = \"json:/event_id\"\n";
+        let s = Manifest::parse(text).unwrap().resolve("payment").unwrap();
+        let js = s.jetstream.unwrap();
+        assert_eq!(js.stream, "ORDERS");
+        assert_eq!(js.durable, "evhost-payment");
+        assert_eq!(js.ack_wait, Duration::from_secs(30));
+        assert_eq!(
+            js.dedup,
+            Some(crate::dedup::DedupKey::JsonPointer("/event_id".into()))
+        );
+        assert_eq!(js.dedup_bucket, "evhost-dedup");
+        assert!(js.create_stream.is_none());
+    }
+
+    #[test]
+    fn jetstream_keys_need_jetstream_mode_and_a_stream() {
+        let err = Manifest::parse("[delivery]\nstream = \"X\"")
+            .unwrap()
+            .resolve("p")
+            .unwrap_err();
+        assert!(err.to_string().contains("needs delivery.mode"), "{err}");
+        let err = Manifest::parse("[delivery]\nmode = \"jetstream\"")
+            .unwrap()
+            .resolve("p")
+            .unwrap_err();
+        assert!(err.to_string().contains("needs delivery.stream"), "{err}");
+        let err = Manifest::parse(
+            "[delivery]\nmode = \"jetstream\"\nstream = \"S\"\ncreate_stream = true",
+        )
+        .unwrap()
+        .resolve("p")
+        .unwrap_err();
+        assert!(err.to_string().contains("stream_subjects"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub const ERROR_KIND: &str = "Evhost-Error-Kind";
 pub const ERROR: &str = "Evhost-Error";
 /// How many deliveries were made.
 pub const ATTEMPTS: &str = "Evhost-Attempts";
+/// JetStream: the stream the message was consumed from.
+pub const STREAM: &str = "Evhost-Stream";
+/// JetStream: its sequence number in that stream.
+pub const STREAM_SEQ: &str = "Evhost-Stream-Seq";
 
 /// Longest `Evhost-Error` value; longer reasons are cut.
 const MAX_ERROR_LEN: usize = 1024;
@@ -38,6 +42,8 @@ pub struct DeadLetter<'a> {
     pub error: &'a str,
     /// Deliveries made.
     pub attempts: u32,
+    /// JetStream: the stream and sequence the message came from.
+    pub stream: Option<(&'a str, u64)>,
 }
 
 impl DeadLetter<'_> {
@@ -64,6 +70,10 @@ impl DeadLetter<'_> {
         headers.insert(ERROR_KIND, self.kind.as_str());
         headers.insert(ERROR, header_safe(self.error).as_str());
         headers.insert(ATTEMPTS, self.attempts.to_string().as_str());
+        if let Some((stream, seq)) = self.stream {
+            headers.insert(STREAM, stream);
+            headers.insert(STREAM_SEQ, seq.to_string().as_str());
+        }
         headers
     }
 }
@@ -103,6 +113,7 @@ mod tests {
             kind: DeadLetterKind::Exhausted,
             error: "provider down\nsecond line",
             attempts: 5,
+            stream: None,
         };
         assert_eq!(dl.subject("dlq."), "dlq.orders.order.created");
         let h = dl.headers();
@@ -119,6 +130,15 @@ mod tests {
         assert_eq!(h.get_all(ERROR_KIND).count(), 1);
         assert_eq!(get(ERROR).as_deref(), Some("provider down second line"));
         assert_eq!(get(ATTEMPTS).as_deref(), Some("5"));
+        assert!(h.get(STREAM).is_none());
+
+        let js = DeadLetter {
+            stream: Some(("ORDERS", 42)),
+            ..dl
+        };
+        let h = js.headers();
+        assert_eq!(h.get(STREAM).map(|v| v.as_str()), Some("ORDERS"));
+        assert_eq!(h.get(STREAM_SEQ).map(|v| v.as_str()), Some("42"));
     }
 
     #[test]

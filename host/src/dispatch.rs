@@ -216,6 +216,7 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
                         kind,
                         error: &failure.message,
                         attempts: attempt,
+                        stream: None,
                     };
                     let subject = letter.subject(&plugin.settings.dead_letter_prefix);
                     tracing::warn!(

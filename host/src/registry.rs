@@ -156,6 +156,15 @@ impl Registry {
     fn install(&mut self, plugin: Arc<Plugin>, manifest: Manifest) {
         let name = plugin.name.to_string();
         let compile_ms = plugin.compile_time.as_secs_f64() * 1000.0;
+        // A change of delivery (core to JetStream, another stream or
+        // consumer) needs a new serve task: the old one drains first.
+        let rebind = self
+            .plugins
+            .get(&name)
+            .is_some_and(|e| e.slot.current().settings.jetstream != plugin.settings.jetstream);
+        if rebind {
+            self.remove(&name);
+        }
         match self.plugins.get_mut(&name) {
             Some(entry) => {
                 let started = Instant::now();
@@ -176,7 +185,15 @@ impl Registry {
             None => {
                 let slot = Arc::new(Slot::new(plugin.clone()));
                 let (control, orders) = mpsc::channel(16);
-                let task = tokio::spawn(dispatch::serve(self.client.clone(), slot.clone(), orders));
+                let task = if plugin.settings.jetstream.is_some() {
+                    tokio::spawn(crate::jetstream::serve(
+                        self.client.clone(),
+                        slot.clone(),
+                        orders,
+                    ))
+                } else {
+                    tokio::spawn(dispatch::serve(self.client.clone(), slot.clone(), orders))
+                };
                 self.plugins.insert(
                     name.clone(),
                     Entry {
