@@ -15,6 +15,7 @@ pub mod deadletter;
 pub mod dedup;
 pub mod dev;
 pub mod dispatch;
+pub mod dlq;
 pub mod errors;
 pub mod host;
 pub mod invoke;

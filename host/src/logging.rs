@@ -13,14 +13,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Spans (one per message, at debug level)
-/// are reported when they close, with their duration and outcome.
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber. `default` is the filter when neither
+/// variable is set. Spans (one per message, at debug level) are reported when
+/// they close, with their duration and outcome.
+pub fn init(format: LogFormat, default: &str) {
     let filter = std::env::var("EVHOST_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

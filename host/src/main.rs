@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use evhost::dlq;
 use evhost::host::{self, HostOptions};
 use evhost::invoke::{self, Invocation};
 use evhost::logging::{self, LogFormat};
@@ -66,6 +67,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         attempt: u32,
     },
+    /// List or replay dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Validate a plugin (and its manifest) and print the subjects it serves.
     Check {
         /// The plugin's .wasm file.
@@ -74,6 +80,33 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Print dead letters, one per line, with their error kinds.
+    List(DlqArgs),
+    /// Republish dead letters to their original subjects, without the Evhost-* headers.
+    Replay(DlqArgs),
+}
+
+#[derive(clap::Args)]
+struct DlqArgs {
+    /// Dead-letter subjects to read.
+    #[arg(long, default_value = "dlq.>")]
+    subject: String,
+    /// Read from this stream (from its start) instead of live from the subject.
+    #[arg(long)]
+    stream: Option<String>,
+    /// At most this many.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Stop after this long without a dead letter.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    wait: Duration,
+    /// The NATS server.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
 }
 
 fn main() -> ExitCode {
@@ -100,7 +133,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(cli.log_format);
+    // The host logs what it does; one-shot commands only what goes wrong
+    // (and, for invoke, what the plugin logs).
+    let default_filter = match cli.command {
+        Command::Run { .. } | Command::Dev { .. } => "info",
+        _ => "warn,evhost::guest=info",
+    };
+    logging::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,6 +216,30 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 attempt,
             })
             .await
+        }
+        Command::Dlq { action } => {
+            let (args, replay) = match action {
+                DlqAction::List(args) => (args, false),
+                DlqAction::Replay(args) => (args, true),
+            };
+            let client = evhost::bus::connect(&args.nats).await?;
+            let source = dlq::Source {
+                subject: args.subject,
+                stream: args.stream,
+                limit: args.limit,
+                idle: args.wait,
+            };
+            let letters = dlq::read(&client, &source).await?;
+            if replay {
+                let count = dlq::replay(&client, &source, &letters).await?;
+                println!("replayed {count} dead letter(s)");
+            } else {
+                for letter in &letters {
+                    println!("{}", letter.describe());
+                }
+                eprintln!("{} dead letter(s)", letters.len());
+            }
+            Ok(0)
         }
         Command::Check { wasm, manifest } => {
             invoke::check(&wasm, manifest.as_deref()).await?;
