@@ -8,7 +8,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use async_nats::Client;
 use futures::StreamExt;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, field};
 
@@ -52,17 +52,24 @@ pub enum Control {
 }
 
 /// Reads `slot`'s subscriptions until told to stop, handling each message in
-/// a task of its own with at most `concurrency` at once. Returns once every
-/// message it took has been handled.
-pub async fn serve(client: Client, slot: Arc<Slot>, mut control: mpsc::Receiver<Control>) {
+/// a task of its own with at most `concurrency` at once. `ready` learns
+/// whether the subscriptions are in place. Returns once every message it took
+/// has been handled.
+pub async fn serve(
+    client: Client,
+    slot: Arc<Slot>,
+    mut control: mpsc::Receiver<Control>,
+    ready: oneshot::Sender<anyhow::Result<()>>,
+) {
     let plugin = slot.current();
     let subs = match bus::subscribe(&client, &plugin.subjects, &plugin.settings.queue_group).await {
         Ok(subs) => subs,
         Err(err) => {
-            tracing::error!(plugin = %plugin.name, error = format!("{err:#}"), "cannot subscribe");
+            let _ = ready.send(Err(err));
             return;
         }
     };
+    let _ = ready.send(Ok(()));
     let mut server = Server {
         limit: Arc::new(Semaphore::new(plugin.settings.concurrency)),
         serving: Serving::of(&plugin),

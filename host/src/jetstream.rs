@@ -16,7 +16,7 @@ use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::SelectAll;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -202,7 +202,12 @@ async fn pull_all(binding: &Binding, batch: usize) -> anyhow::Result<Messages> {
 /// slot is free, handles each message in its own task, and on `Stop` stops
 /// pulling, finishes what it took (acking it) and returns. A reload keeps the
 /// consumers; new subjects bind new ones.
-pub async fn serve(client: Client, slot: Arc<Slot>, mut control: mpsc::Receiver<Control>) {
+pub async fn serve(
+    client: Client,
+    slot: Arc<Slot>,
+    mut control: mpsc::Receiver<Control>,
+    ready: oneshot::Sender<anyhow::Result<()>>,
+) {
     let plugin = slot.current();
     let Some(settings) = plugin.settings.jetstream.clone() else {
         return;
@@ -216,10 +221,11 @@ pub async fn serve(client: Client, slot: Arc<Slot>, mut control: mpsc::Receiver<
     let (binding, messages) = match started.await {
         Ok(started) => started,
         Err(err) => {
-            tracing::error!(plugin = %plugin.name, error = crate::errors::one_line(&format!("{err:#}")), "cannot start JetStream delivery");
+            let _ = ready.send(Err(err));
             return;
         }
     };
+    let _ = ready.send(Ok(()));
     let mut server = JsServer {
         client,
         slot,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use async_nats::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::Manifest;
@@ -150,64 +150,92 @@ impl Registry {
                 return;
             }
         };
-        self.install(plugin, manifest);
+        self.install(plugin, manifest).await;
     }
 
-    fn install(&mut self, plugin: Arc<Plugin>, manifest: Manifest) {
+    async fn install(&mut self, plugin: Arc<Plugin>, manifest: Manifest) {
         let name = plugin.name.to_string();
         let compile_ms = plugin.compile_time.as_secs_f64() * 1000.0;
-        // A change of delivery (core to JetStream, another stream or
-        // consumer) needs a new serve task: the old one drains first.
-        let rebind = self
+        // Same delivery: swap the version in the slot; the serve task keeps
+        // its subscriptions or consumers and resubscribes only if needed.
+        if let Some(entry) = self.plugins.get_mut(&name)
+            && entry.slot.current().settings.jetstream == plugin.settings.jetstream
+        {
+            let started = Instant::now();
+            let old = entry.slot.swap(plugin.clone());
+            entry.manifest = manifest;
+            let _ = entry.control.try_send(Control::Resubscribe);
+            tracing::info!(
+                plugin = %name,
+                version = %plugin.version,
+                previous_version = %old.version,
+                subjects = ?plugin.subjects,
+                compile_ms,
+                swap_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "plugin reloaded"
+            );
+            return;
+        }
+        // New, or a change of delivery (core to JetStream, another stream or
+        // consumer): start a serve task, and only once it is subscribed
+        // retire the old one, which drains first.
+        let started = Instant::now();
+        let slot = Arc::new(Slot::new(plugin.clone()));
+        let (control, orders) = mpsc::channel(16);
+        let (ready, subscribed) = oneshot::channel();
+        let task = if plugin.settings.jetstream.is_some() {
+            tokio::spawn(crate::jetstream::serve(
+                self.client.clone(),
+                slot.clone(),
+                orders,
+                ready,
+            ))
+        } else {
+            tokio::spawn(dispatch::serve(
+                self.client.clone(),
+                slot.clone(),
+                orders,
+                ready,
+            ))
+        };
+        match subscribed.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(
+                    plugin = %name, file = %manifest_path(&self.dir, &name).display(),
+                    error = crate::errors::one_line(&format!("{err:#}")), "plugin rejected"
+                );
+                return;
+            }
+            Err(_) => {
+                tracing::error!(plugin = %name, "plugin rejected: its serve task ended at start");
+                return;
+            }
+        }
+        let previous = self
             .plugins
             .get(&name)
-            .is_some_and(|e| e.slot.current().settings.jetstream != plugin.settings.jetstream);
-        if rebind {
+            .map(|e| e.slot.current().version.clone());
+        if previous.is_some() {
             self.remove(&name);
         }
-        match self.plugins.get_mut(&name) {
-            Some(entry) => {
-                let started = Instant::now();
-                let old = entry.slot.swap(plugin.clone());
-                entry.manifest = manifest;
-                // The serve task compares and resubscribes only if needed.
-                let _ = entry.control.try_send(Control::Resubscribe);
-                tracing::info!(
-                    plugin = %name,
-                    version = %plugin.version,
-                    previous_version = %old.version,
-                    subjects = ?plugin.subjects,
-                    compile_ms,
-                    swap_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "plugin reloaded"
-                );
-            }
-            None => {
-                let slot = Arc::new(Slot::new(plugin.clone()));
-                let (control, orders) = mpsc::channel(16);
-                let task = if plugin.settings.jetstream.is_some() {
-                    tokio::spawn(crate::jetstream::serve(
-                        self.client.clone(),
-                        slot.clone(),
-                        orders,
-                    ))
-                } else {
-                    tokio::spawn(dispatch::serve(self.client.clone(), slot.clone(), orders))
-                };
-                self.plugins.insert(
-                    name.clone(),
-                    Entry {
-                        slot,
-                        manifest,
-                        control,
-                        task,
-                    },
-                );
-                tracing::info!(
-                    plugin = %name, version = %plugin.version, subjects = ?plugin.subjects, compile_ms,
-                    "plugin loaded"
-                );
-            }
+        self.plugins.insert(
+            name.clone(),
+            Entry {
+                slot,
+                manifest,
+                control,
+                task,
+            },
+        );
+        if let Some(previous_version) = previous {
+            tracing::info!(
+                plugin = %name, version = %plugin.version, previous_version = %previous_version,
+                subjects = ?plugin.subjects, compile_ms,
+                swap_ms = started.elapsed().as_secs_f64() * 1000.0, "plugin reloaded"
+            );
+        } else {
+            tracing::info!(plugin = %name, version = %plugin.version, subjects = ?plugin.subjects, compile_ms, "plugin loaded");
         }
     }
 
