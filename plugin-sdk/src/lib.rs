@@ -44,6 +44,7 @@ pub use message::{Message, Outgoing};
 /// The generated bindings of the `evhost:plugin/handler` world. Internal:
 /// plugin authors use the types above.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)] // generated code
 pub mod bindings {
     wit_bindgen::generate!({
         world: "handler",
