@@ -28,12 +28,17 @@ pub fn find_nats_server() -> Option<PathBuf> {
 }
 
 impl DevServer {
-    /// Starts a server on a free port and waits until it accepts connections.
-    pub fn start() -> anyhow::Result<Self> {
-        let exe = find_nats_server().context(
-            "nats-server not found on PATH: install it (Debian/Ubuntu: `apt-get install nats-server`; \
-             elsewhere: https://docs.nats.io/running-a-nats-service/introduction/installation)",
-        )?;
+    /// Starts a server (`exe`, else the one on PATH) on a free port and
+    /// waits until it accepts connections.
+    pub fn start(exe: Option<PathBuf>) -> anyhow::Result<Self> {
+        const INSTALL: &str = "install it (Debian/Ubuntu: `apt-get install nats-server`; \
+             elsewhere: https://docs.nats.io/running-a-nats-service/introduction/installation)";
+        let exe = match exe {
+            Some(exe) if exe.is_file() => exe,
+            Some(exe) => anyhow::bail!("nats-server not found at {}: {INSTALL}", exe.display()),
+            None => find_nats_server()
+                .with_context(|| format!("nats-server not found on PATH: {INSTALL}"))?,
+        };
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let store = tempfile::Builder::new().prefix("evhost-dev-").tempdir()?;
         let child = std::process::Command::new(&exe)

@@ -1,6 +1,8 @@
 //! Log setup: `tracing` to stderr, filtered by `EVHOST_LOG` (or `RUST_LOG`),
 //! as text for people or JSON lines for machines.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -25,6 +27,7 @@ pub fn init(format: LogFormat, default: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_span_events(FmtSpan::CLOSE);
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),

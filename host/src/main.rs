@@ -43,6 +43,9 @@ enum Command {
         /// Directory of NAME.wasm plugins and their NAME.toml manifests.
         #[arg(long, value_name = "DIR")]
         plugins: PathBuf,
+        /// The nats-server to start (default: the one on PATH).
+        #[arg(long, value_name = "PATH")]
+        nats_server: Option<PathBuf>,
     },
     /// Run one message through a plugin, without a broker, and print the outcome as JSON.
     Invoke {
@@ -176,8 +179,11 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             host::run(options, shutdown_signal()).await?;
             Ok(0)
         }
-        Command::Dev { plugins } => {
-            let server = evhost::dev::DevServer::start()?;
+        Command::Dev {
+            plugins,
+            nats_server,
+        } => {
+            let server = evhost::dev::DevServer::start(nats_server)?;
             eprintln!("evhost dev: nats-server listening at {}", server.url);
             eprintln!(
                 "evhost dev: JetStream store in {}",
