@@ -183,13 +183,18 @@ async fn dedup_bucket(
 
 type Messages = SelectAll<pull::Stream>;
 
+/// How long one pull request waits on the server. Bounds how long a
+/// stopped host's last requests can still swallow a redelivery.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
 async fn pull_all(binding: &Binding, batch: usize) -> anyhow::Result<Messages> {
     let mut all = SelectAll::new();
     for consumer in &binding.consumers {
         let messages = consumer
             .stream()
             .max_messages_per_batch(batch)
-            .heartbeat(Duration::from_secs(5))
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_EXPIRES / 3)
             .messages()
             .await
             .context("cannot pull from the consumer")?;
@@ -276,8 +281,28 @@ pub async fn serve(
             drop(permit);
         });
     }
-    // Stop pulling; whatever was pulled but not started is redelivered
-    // after ack_wait.
+    // Stop pulling. Messages already pulled but not started are handed back
+    // (NAK) with a delay that outlasts this host's open pull requests, so the
+    // server redelivers them to another host rather than to this one.
+    // At most one batch (`concurrency` messages) can be waiting in the client.
+    let mut returned = 0;
+    for _ in 0..server.concurrency {
+        match tokio::time::timeout(Duration::from_millis(50), server.messages.next()).await {
+            Ok(Some(Ok(msg))) => {
+                if msg
+                    .ack_with(AckKind::Nak(Some(PULL_EXPIRES + Duration::from_secs(1))))
+                    .await
+                    .is_ok()
+                {
+                    returned += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    if returned > 0 {
+        tracing::info!(plugin = %server.slot.current().name, returned, "returned pulled messages not yet started");
+    }
     drop(server);
     in_flight.close();
     in_flight.wait().await;

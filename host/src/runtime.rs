@@ -22,7 +22,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use evhost::plugin::host::Level;
+pub use self::evhost::plugin::host::Level;
 
 /// How often the epoch advances: the granularity of timeouts, and how long a
 /// busy guest may hold a tokio worker before it yields.
@@ -214,9 +214,9 @@ impl WasiView for State {
     }
 }
 
-impl evhost::plugin::types::Host for State {}
+impl self::evhost::plugin::types::Host for State {}
 
-impl evhost::plugin::host::Host for State {
+impl self::evhost::plugin::host::Host for State {
     fn log(&mut self, level: Level, message: String) {
         let plugin = &*self.plugin;
         match level {

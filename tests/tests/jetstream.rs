@@ -574,3 +574,86 @@ async fn eventually_stored(js: &jetstream::Context, stream: &str, n: usize) -> V
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_and_acks_in_flight_then_another_host_takes_the_rest() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+    in_stream(&js, "test.echo").await;
+    out_stream(&js, "test.echo.out").await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "echo",
+        &echo_manifest("", "sleep_ms = 400").replace("concurrency = 8", "concurrency = 4"),
+    );
+    let first = Host::start_ready(&dir.path(), &nats.url()).await;
+    let inputs = ids("t", 20);
+    publish_ids(&js, "test.echo", inputs.clone()).await;
+    eventually(
+        "four messages in flight",
+        WAIT,
+        || (echo_calls(&first) >= 4).then_some(()),
+        || first.log_report(),
+    )
+    .await;
+    first.sigterm();
+    assert!(
+        first.wait_exit(WAIT).await.success(),
+        "exit 0\n{}",
+        first.log_report()
+    );
+
+    // Everything the first host started was finished: its outputs are stored.
+    let started = echo_calls(&first);
+    assert_eq!(
+        stored(&js, "OUT").await.len(),
+        started,
+        "every started message published its output"
+    );
+    // What it had pulled but not started it handed back for another host.
+    let returned: usize = first
+        .find_logs(|l| l.message() == Some("returned pulled messages not yet started"))
+        .iter()
+        .filter_map(|l| l.field_str("returned")?.parse::<usize>().ok())
+        .sum();
+    assert!(started + returned <= inputs.len());
+
+    let second = Host::start_ready(&dir.path(), &nats.url()).await;
+    assert_each_once(&js, &inputs, || {
+        format!("{}\n{}", first.log_report(), second.log_report())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_handler_keeps_its_message_with_in_progress_acks() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+    in_stream(&js, "test.echo").await;
+    let dir = PluginDir::new();
+    // Three times the ack wait: without in-progress acks it would be redelivered.
+    dir.add_with_manifest(
+        "echo",
+        &echo_manifest("", "sleep_ms = 3000").replace("ack_wait = \"2s\"", "ack_wait = \"1s\""),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut out = subscribe(&client, "test.echo.out").await;
+    js.publish("test.echo", "slow".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    next_message(&mut out, WAIT, "the slow reply", &host).await;
+    let mut consumer: consumer::PullConsumer = js
+        .get_stream("IN")
+        .await
+        .unwrap()
+        .get_consumer("evhost-echo")
+        .await
+        .expect("durable consumer");
+    let info = eventually_info(&mut consumer, |i| i.num_ack_pending == 0).await;
+    assert_eq!(info.num_redelivered, 0, "never redelivered: {info:?}");
+    assert_eq!(echo_calls(&host), 1, "handled once\n{}", host.log_report());
+}
