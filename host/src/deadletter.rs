@@ -46,7 +46,34 @@ pub struct DeadLetter<'a> {
     pub stream: Option<(&'a str, u64)>,
 }
 
-impl DeadLetter<'_> {
+impl<'a> DeadLetter<'a> {
+    /// The dead letter of `msg`, given up on by `plugin` after `attempts`
+    /// deliveries, logged as one warning.
+    pub fn of(
+        plugin: &'a crate::plugin::Plugin,
+        msg: &'a async_nats::Message,
+        kind: DeadLetterKind,
+        error: &'a str,
+        attempts: u32,
+        stream: Option<(&'a str, u64)>,
+    ) -> Self {
+        let letter = DeadLetter {
+            subject: msg.subject.as_str(),
+            headers: msg.headers.as_ref(),
+            plugin: &plugin.name,
+            version: &plugin.version,
+            kind,
+            error,
+            attempts,
+            stream,
+        };
+        tracing::warn!(
+            plugin = %plugin.name, attempt = attempts, kind = kind.as_str(), error,
+            dead_letter = %letter.subject(&plugin.settings.dead_letter_prefix), "message dead-lettered"
+        );
+        letter
+    }
+
     /// The dead-letter subject: `prefix` + the original subject.
     pub fn subject(&self, prefix: &str) -> String {
         format!("{prefix}{}", self.subject)

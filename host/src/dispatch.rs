@@ -194,42 +194,31 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
         loop {
             let input = bus::to_message(&msg, attempt);
             let failure = match plugin.call(&input).await {
-                Ok(outputs) => match bus::publish_outputs(client, outputs, msg.headers.as_ref()).await {
-                    Ok(()) => {
-                        finish(&span, attempt, "ok", started);
-                        return;
+                Ok(outputs) => {
+                    match bus::publish_outputs(client, outputs, msg.headers.as_ref()).await {
+                        Ok(()) => {
+                            finish(&span, attempt, "ok", started);
+                            return;
+                        }
+                        Err(err) => Failure::new(
+                            FailureKind::Transient,
+                            format!("cannot publish outputs: {err}"),
+                        ),
                     }
-                    Err(err) => Failure::new(FailureKind::Transient, format!("cannot publish outputs: {err}")),
-                },
+                }
                 Err(failure) => failure,
             };
             match decide(failure.kind, attempt, plugin.settings.max_attempts) {
                 Decision::Retry => {
-                    let delay = plugin.settings.backoff.delay(attempt, rand::random::<f64>());
-                    tracing::info!(
-                        plugin = %plugin.name, attempt, kind = failure.kind.as_str(), error = %failure.message,
-                        retry_in_ms = delay.as_millis() as u64, "attempt failed; retrying"
-                    );
+                    let delay = plugin.retry_delay(attempt, &failure, "attempt failed; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                     plugin = slot.current();
                 }
                 Decision::DeadLetter(kind) => {
-                    let letter = DeadLetter {
-                        subject: msg.subject.as_str(),
-                        headers: msg.headers.as_ref(),
-                        plugin: &plugin.name,
-                        version: &plugin.version,
-                        kind,
-                        error: &failure.message,
-                        attempts: attempt,
-                        stream: None,
-                    };
+                    let letter =
+                        DeadLetter::of(&plugin, &msg, kind, &failure.message, attempt, None);
                     let subject = letter.subject(&plugin.settings.dead_letter_prefix);
-                    tracing::warn!(
-                        plugin = %plugin.name, attempt, kind = kind.as_str(), error = %failure.message,
-                        dead_letter = %subject, "message dead-lettered"
-                    );
                     publish_dead_letter(client, subject, &letter, &msg).await;
                     finish(&span, attempt, kind.as_str(), started);
                     return;

@@ -417,31 +417,14 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
         };
         match decide(failure.kind, attempt, plugin.settings.max_attempts) {
             Decision::Retry => {
-                let delay = plugin.settings.backoff.delay(attempt, rand::random::<f64>());
-                tracing::info!(
-                    plugin = %plugin.name, attempt, kind = failure.kind.as_str(), error = %failure.message,
-                    retry_in_ms = delay.as_millis() as u64, "attempt failed; NAK with delay"
-                );
+                let delay = plugin.retry_delay(attempt, &failure, "attempt failed; NAK with delay");
                 if let Err(err) = msg.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(error = %err, "cannot NAK; the server redelivers after ack_wait");
                 }
             }
             Decision::DeadLetter(kind) => {
-                let letter = DeadLetter {
-                    subject: msg.subject.as_str(),
-                    headers: msg.headers.as_ref(),
-                    plugin: &plugin.name,
-                    version: &plugin.version,
-                    kind,
-                    error: &failure.message,
-                    attempts: attempt,
-                    stream: Some((&stream, seq)),
-                };
+                let letter = DeadLetter::of(&plugin, &msg.message, kind, &failure.message, attempt, Some((&stream, seq)));
                 let subject = letter.subject(&plugin.settings.dead_letter_prefix);
-                tracing::warn!(
-                    plugin = %plugin.name, attempt, kind = kind.as_str(), error = %failure.message,
-                    dead_letter = %subject, "message dead-lettered"
-                );
                 match publish_durably(client, &binding.js, &binding.captures, subject.clone(), letter.headers(), msg.payload.clone()).await {
                     Ok(()) => {
                         if let Err(err) = msg.ack_with(AckKind::Term).await {

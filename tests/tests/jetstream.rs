@@ -126,6 +126,22 @@ async fn assert_each_once(js: &jetstream::Context, ids: &[String], context: impl
     }
 }
 
+/// A server with the `IN` (`test.echo`) and `OUT` (`test.echo.out`) streams,
+/// a client, and an empty plugin folder.
+async fn echo_setup() -> (
+    NatsServer,
+    async_nats::Client,
+    jetstream::Context,
+    PluginDir,
+) {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+    in_stream(&js, "test.echo").await;
+    out_stream(&js, "test.echo.out").await;
+    (nats, client, js, PluginDir::new())
+}
+
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
 }
@@ -145,12 +161,7 @@ fn kill_9(host: &Host) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
-    let nats = NatsServer::start();
-    let client = connect(&nats.url()).await;
-    let js = jetstream::new(client.clone());
-    in_stream(&js, "test.echo").await;
-    out_stream(&js, "test.echo.out").await;
-    let dir = PluginDir::new();
+    let (nats, _client, js, dir) = echo_setup().await;
     dir.add_with_manifest("echo", &echo_manifest("", "sleep_ms = 5"));
 
     let inputs = ids("k", 400);
@@ -175,12 +186,7 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nats_server_restart_mid_stream_loses_nothing_and_doubles_nothing() {
-    let mut nats = NatsServer::start();
-    let client = connect(&nats.url()).await;
-    let js = jetstream::new(client.clone());
-    in_stream(&js, "test.echo").await;
-    out_stream(&js, "test.echo.out").await;
-    let dir = PluginDir::new();
+    let (mut nats, client, js, dir) = echo_setup().await;
     dir.add_with_manifest("echo", &echo_manifest("", "sleep_ms = 2"));
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
 
@@ -212,12 +218,7 @@ async fn nats_server_restart_mid_stream_loses_nothing_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hosts_share_one_consumer_and_split_the_work() {
-    let nats = NatsServer::start();
-    let client = connect(&nats.url()).await;
-    let js = jetstream::new(client.clone());
-    in_stream(&js, "test.echo").await;
-    out_stream(&js, "test.echo.out").await;
-    let dir = PluginDir::new();
+    let (nats, _client, js, dir) = echo_setup().await;
     dir.add_with_manifest("echo", &echo_manifest("", "sleep_ms = 5"));
     let hosts = [
         Host::start_ready(&dir.path(), &nats.url()).await,
@@ -439,12 +440,7 @@ async fn dedup_by_event_id_survives_a_host_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hot_reload_under_load_keeps_the_consumer() {
-    let nats = NatsServer::start();
-    let client = connect(&nats.url()).await;
-    let js = jetstream::new(client.clone());
-    in_stream(&js, "test.echo").await;
-    out_stream(&js, "test.echo.out").await;
-    let dir = PluginDir::new();
+    let (nats, _client, js, dir) = echo_setup().await;
     let manifest = echo_manifest("", "sleep_ms = 1");
     dir.add_with_manifest("echo", &manifest);
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
@@ -577,12 +573,7 @@ async fn eventually_stored(js: &jetstream::Context, stream: &str, n: usize) -> V
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_and_acks_in_flight_then_another_host_takes_the_rest() {
-    let nats = NatsServer::start();
-    let client = connect(&nats.url()).await;
-    let js = jetstream::new(client.clone());
-    in_stream(&js, "test.echo").await;
-    out_stream(&js, "test.echo.out").await;
-    let dir = PluginDir::new();
+    let (nats, _client, js, dir) = echo_setup().await;
     dir.add_with_manifest(
         "echo",
         &echo_manifest("", "sleep_ms = 400").replace("concurrency = 8", "concurrency = 4"),
