@@ -4,7 +4,7 @@
 //! a `cdylib` with `cargo build --target wasm32-wasip2`, drop the `.wasm` into
 //! evhost's plugin directory, and evhost calls it once per message.
 //!
-//! ```ignore
+//! ```no_run
 //! use evhost_sdk::{handler, Context, HandlerError, Outgoing};
 //! use serde::{Deserialize, Serialize};
 //!
