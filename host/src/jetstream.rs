@@ -371,7 +371,10 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
     };
     let span = tracing::debug_span!("message", plugin = %plugin.name, subject = %msg.subject, attempt, stream = %stream, seq);
     async {
-        let input = bus::to_message(&msg.message, attempt);
+        // A JetStream message's reply subject is its ack subject, not a
+        // requester: the handler must not see it (or be allowed to publish there).
+        let mut input = bus::to_message(&msg.message, attempt);
+        input.reply_to = None;
         let id = settings.dedup.as_ref().and_then(|k| k.extract(&input.headers, &input.payload));
         let key = id.as_deref().map(|id| dedup::bucket_key(&plugin.name, id));
         if let (Some(store), Some(key)) = (&binding.dedup, &key) {
