@@ -47,6 +47,8 @@ enum Case {
     Bare,
     Native,
     Noop,
+    /// `noop` with `isolation = "message"`: a fresh instance per message.
+    NoopFresh,
     Payment,
 }
 
@@ -56,6 +58,7 @@ struct Row {
     case: Case,
     rate: f64,
     latency: Option<[Duration; 3]>,
+    latency_rate: f64,
 }
 
 struct Bench {
@@ -157,14 +160,22 @@ impl Bench {
         match case {
             Case::Bare => ("bench.bare", "bench.bare"),
             Case::Native | Case::Payment => ("orders.order.created", "payments.payment.completed"),
-            Case::Noop => ("bench.noop", "bench.done"),
+            Case::Noop | Case::NoopFresh => ("bench.noop", "bench.done"),
         }
     }
 
-    async fn run(&self, mode: Mode, case: Case, size: usize) -> anyhow::Result<Row> {
+    /// Measures one case. Latency is taken at `latency_rate` messages/s, or
+    /// at half the measured rate when none is given.
+    async fn run(
+        &self,
+        mode: Mode,
+        case: Case,
+        size: usize,
+        latency_rate: Option<f64>,
+    ) -> anyhow::Result<Row> {
         let payload = match case {
             Case::Native | Case::Payment => order_payload(size),
-            Case::Bare | Case::Noop => Bytes::from(vec![b'x'; size]),
+            Case::Bare | Case::Noop | Case::NoopFresh => Bytes::from(vec![b'x'; size]),
         };
         let (input, output) = Self::subjects(case);
         let client = async_nats::connect(&self.url).await?;
@@ -254,17 +265,20 @@ impl Bench {
                     }
                 }
             }
-            Case::Noop | Case::Payment => {
+            Case::Noop | Case::NoopFresh | Case::Payment => {
                 tasks.push(
                     self.count_outputs(output, completed.clone(), latencies.clone())
                         .await?,
                 );
-                let name = if case == Case::Noop {
-                    "noop"
-                } else {
+                let name = if case == Case::Payment {
                     "payment"
+                } else {
+                    "noop"
                 };
                 let mut manifest = "[limits]\nconcurrency = 256\n".to_string();
+                if case == Case::NoopFresh {
+                    manifest.push_str("isolation = \"message\"\n");
+                }
                 if mode == Mode::JetStream {
                     manifest.push_str("[delivery]\nmode = \"jetstream\"\nstream = \"BENCH\"\ndurable = \"bench\"\n");
                 }
@@ -310,7 +324,8 @@ impl Bench {
 
         // Throughput, closed loop.
         let publisher = async_nats::connect(&self.url).await?;
-        let reply = (case == Case::Noop && mode == Mode::Core).then_some("bench.done");
+        let reply = (matches!(case, Case::Noop | Case::NoopFresh) && mode == Mode::Core)
+            .then_some("bench.done");
         let warmup = if self.smoke {
             Duration::from_millis(200)
         } else {
@@ -351,7 +366,7 @@ impl Bench {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             latencies.lock().unwrap().clear();
-            let per_ms = (rate / 2.0 / 1000.0).max(1.0);
+            let per_ms = (latency_rate.unwrap_or(rate / 2.0) / 1000.0).max(1.0);
             let run = Duration::from_secs(5);
             let t = Instant::now();
             let mut sent = 0f64;
@@ -385,6 +400,7 @@ impl Bench {
             case,
             rate,
             latency,
+            latency_rate: latency_rate.unwrap_or(rate / 2.0),
         })
     }
 
@@ -664,7 +680,9 @@ fn table(rows: &[Row]) -> String {
                 .find(|x| x.mode == r.mode && x.payload == r.payload && x.case == case)
         };
         let ratio = match r.case {
-            Case::Noop => base(Case::Bare).map(|b| format!("c/a = {:.2}", r.rate / b.rate)),
+            Case::Noop | Case::NoopFresh => {
+                base(Case::Bare).map(|b| format!("c/a = {:.2}", r.rate / b.rate))
+            }
             Case::Payment => base(Case::Native).map(|b| format!("d/b = {:.2}", r.rate / b.rate)),
             _ => None,
         };
@@ -673,7 +691,7 @@ fn table(rows: &[Row]) -> String {
             None => ("-".into(), "-".into(), "-".into()),
         };
         t.push_str(&format!(
-            "| {} | {} B | {} | {:.0} | {p50} | {p99} | {p999} | {} |\n",
+            "| {} | {} B | {} | {:.0} | {:.0} | {p50} | {p99} | {p999} | {} |\n",
             if r.mode == Mode::Core {
                 "core"
             } else {
@@ -684,9 +702,11 @@ fn table(rows: &[Row]) -> String {
                 Case::Bare => "(a) bare client",
                 Case::Native => "(b) native handler",
                 Case::Noop => "(c) evhost noop",
+                Case::NoopFresh => "(c') evhost noop, isolation = message",
                 Case::Payment => "(d) evhost payment",
             },
             r.rate,
+            r.latency_rate,
             ratio.unwrap_or_default()
         ));
     }
@@ -720,17 +740,22 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for mode in [Mode::Core, Mode::JetStream] {
         for size in [128, 1024] {
-            for case in [Case::Bare, Case::Native, Case::Noop, Case::Payment] {
-                let row = bench.run(mode, case, size).await?;
-                eprintln!(
-                    "{}",
-                    table(std::slice::from_ref(&row))
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                );
-                rows.push(row);
+            // evhost first: each pair's latency is taken at the same rate,
+            // half of what evhost sustained.
+            let noop = bench.run(mode, Case::Noop, size, None).await?;
+            let bare = bench
+                .run(mode, Case::Bare, size, Some(noop.latency_rate))
+                .await?;
+            let payment = bench.run(mode, Case::Payment, size, None).await?;
+            let native = bench
+                .run(mode, Case::Native, size, Some(payment.latency_rate))
+                .await?;
+            let mut group = vec![bare, native, noop, payment];
+            if mode == Mode::Core && size == 128 {
+                group.push(bench.run(mode, Case::NoopFresh, size, None).await?);
             }
+            eprint!("{}", table(&group));
+            rows.extend(group);
         }
     }
     let table = table(&rows);
@@ -765,7 +790,8 @@ async fn main() -> anyhow::Result<()> {
         "# Benchmarks\n\nMeasured {date} on this machine ({cores} cores, {:.1} GiB memory), one run, with\n\
          `RUST_BACKTRACE` unset:\n\n    cargo bench -p evhost --bench overhead -- --duration {}\n\n\
          Each throughput figure is sustained over {} s after a warm-up, closed loop (at most {WINDOW} messages\n\
-         outstanding). Latency is publish → output received at half the measured rate, over 5 s.\n\
+         outstanding). Latency is publish → output received over 5 s at a fixed rate: half of\n\
+         what evhost sustained in that configuration, the same rate for the baseline it is compared with.\n\
          On JetStream, \"completed\" means acked (the consumer's ack floor); (a) and (b) use a bare durable\n\
          pull consumer with explicit acks. evhost runs the plugin with `concurrency = 256`, default isolation\n\
          (`reuse`).\n\n{table}\n## Load, reload and memory\n\n{extra_table}",
