@@ -672,7 +672,7 @@ fn us(d: Duration) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| mode | payload | case | msgs/s | p50 µs | p99 µs | p99.9 µs | ratio |\n|---|---|---|---:|---:|---:|---:|---:|\n",
+        "| mode | payload | case | msgs/s | latency at msgs/s | p50 µs | p99 µs | p99.9 µs | ratio |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let base = |case: Case| {
