@@ -166,7 +166,7 @@ fn on_order_created(order: OrderCreated, ctx: &Context) -> Result<Vec<Outgoing>,
             order.customer_id
         ))),
         Charge::Approved => {
-            evhost_sdk::info!(
+            evhost_sdk::debug!(
                 "charged {} cents for order {}",
                 order.total_cents,
                 order.order_id
