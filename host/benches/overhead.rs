@@ -728,6 +728,13 @@ async fn main() -> anyhow::Result<()> {
         } else {
             Duration::from_secs(10)
         });
+    // `--only core-128` (or `jetstream-1024`, `core`, ...) runs just those
+    // configurations and writes nothing: for profiling one case.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let server = DevServer::start(None)?;
     let plugins = build_plugins()?;
     let bench = Bench {
@@ -740,6 +747,20 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for mode in [Mode::Core, Mode::JetStream] {
         for size in [128, 1024] {
+            let label = format!(
+                "{}-{size}",
+                if mode == Mode::Core {
+                    "core"
+                } else {
+                    "jetstream"
+                }
+            );
+            if only
+                .as_ref()
+                .is_some_and(|o| !label.starts_with(o.as_str()))
+            {
+                continue;
+            }
             // evhost first: each pair's latency is taken at the same rate,
             // half of what evhost sustained.
             let noop = bench.run(mode, Case::Noop, size, None).await?;
@@ -760,6 +781,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let table = table(&rows);
     println!("{table}");
+    if only.is_some() {
+        return Ok(());
+    }
     if smoke {
         println!("smoke run: messages flowed in every case");
         return Ok(());
