@@ -291,7 +291,12 @@ impl Bench {
                 )?);
             }
         }
-        // With JetStream, count acks rather than outputs: noop has none.
+        // With JetStream, count acks; noop on core NATS is counted by the
+        // host's own metrics, so it publishes nothing the bare client does not.
+        let noop_metrics = host
+            .as_ref()
+            .filter(|_| mode == Mode::Core && matches!(case, Case::Noop | Case::NoopFresh))
+            .map(|h| h.metrics);
         let progress = {
             let completed = completed.clone();
             let js = js.clone();
@@ -304,6 +309,9 @@ impl Bench {
                 let completed = completed.clone();
                 let js = js.clone();
                 async move {
+                    if let Some(addr) = noop_metrics {
+                        return handled(addr).await;
+                    }
                     if mode == Mode::Core {
                         return completed.load(Ordering::Relaxed);
                     }
@@ -324,6 +332,7 @@ impl Bench {
 
         // Throughput, closed loop.
         let publisher = async_nats::connect(&self.url).await?;
+        // noop answers a reply subject, so the latency run asks it for one.
         let reply = (matches!(case, Case::Noop | Case::NoopFresh) && mode == Mode::Core)
             .then_some("bench.done");
         let warmup = if self.smoke {
@@ -346,7 +355,7 @@ impl Bench {
                 continue;
             }
             for _ in 0..room {
-                publish(&publisher, input, reply, HeaderMap::new(), payload.clone()).await?;
+                publish(&publisher, input, None, HeaderMap::new(), payload.clone()).await?;
             }
             published += room;
             publisher.flush().await?;
@@ -437,6 +446,27 @@ fn latency(epoch: Instant, msg: &async_nats::Message) -> Option<Duration> {
     Some(epoch.elapsed().saturating_sub(Duration::from_nanos(sent)))
 }
 
+/// Messages the host at `addr` has handled (`outcome="ok"`), from `/metrics`.
+async fn handled(addr: std::net::SocketAddr) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return 0;
+    };
+    let mut text = String::new();
+    if stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: evhost\r\n\r\n")
+        .await
+        .is_err()
+        || stream.read_to_string(&mut text).await.is_err()
+    {
+        return 0;
+    }
+    text.lines()
+        .filter(|l| l.starts_with("evhost_messages_total{") && l.contains("outcome=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 async fn publish(
     client: &Client,
     subject: &'static str,
@@ -462,6 +492,8 @@ async fn publish(
 /// An `evhost run` child with its log lines.
 struct HostProcess {
     child: Child,
+    /// Where the host serves `/metrics`.
+    metrics: std::net::SocketAddr,
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
 }
@@ -489,9 +521,12 @@ impl HostProcess {
     }
 
     fn start_dir(url: &str, dir: &Path, cache_home: Option<&Path>) -> anyhow::Result<Self> {
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_evhost"));
         cmd.args(["run", "--log-format", "json", "--nats", url, "--plugins"])
             .arg(dir)
+            .arg("--metrics")
+            .arg(metrics.to_string())
             .env("EVHOST_LOG", "info")
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::null())
@@ -510,6 +545,7 @@ impl HostProcess {
         });
         let mut host = HostProcess {
             child,
+            metrics,
             lines,
             seen: Vec::new(),
         };

@@ -14,6 +14,7 @@ use tracing::{Instrument, field};
 
 use crate::bus;
 use crate::deadletter::DeadLetter;
+use crate::metrics::Counters;
 use crate::outcome::{Decision, Failure, FailureKind, decide};
 use crate::plugin::Plugin;
 
@@ -21,13 +22,16 @@ use crate::plugin::Plugin;
 /// already started keep the version they loaded.
 pub struct Slot {
     current: ArcSwap<Plugin>,
+    /// What happened to the plugin's messages; shared by every version.
+    pub counters: Arc<Counters>,
 }
 
 impl Slot {
-    /// A slot holding `plugin`.
-    pub fn new(plugin: Arc<Plugin>) -> Self {
+    /// A slot holding `plugin`, counting into `counters`.
+    pub fn new(plugin: Arc<Plugin>, counters: Arc<Counters>) -> Self {
         Slot {
             current: ArcSwap::new(plugin),
+            counters,
         }
     }
 
@@ -197,6 +201,7 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
                 Ok(outputs) => {
                     match bus::publish_outputs(client, outputs, msg.headers.as_ref()).await {
                         Ok(()) => {
+                            slot.counters.handled();
                             finish(&span, attempt, "ok", started);
                             return;
                         }
@@ -210,6 +215,7 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
             };
             match decide(failure.kind, attempt, plugin.settings.max_attempts) {
                 Decision::Retry => {
+                    slot.counters.retry();
                     let delay = plugin.retry_delay(attempt, &failure, "attempt failed; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -220,6 +226,7 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
                         DeadLetter::of(&plugin, &msg, kind, &failure.message, attempt, None);
                     let subject = letter.subject(&plugin.settings.dead_letter_prefix);
                     publish_dead_letter(client, subject, &letter, &msg).await;
+                    slot.counters.dead_lettered(kind);
                     finish(&span, attempt, kind.as_str(), started);
                     return;
                 }

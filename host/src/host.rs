@@ -4,11 +4,15 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use tokio::sync::oneshot;
+
 use crate::bus;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::watcher::{self, DirWatcher, Settling};
@@ -24,6 +28,8 @@ pub struct HostOptions {
     pub drain_timeout: Duration,
     /// Keep compiled plugins in wasmtime's on-disk cache.
     pub compile_cache: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`.
+    pub metrics: Option<String>,
 }
 
 /// Runs the host until `shutdown` resolves, then stops taking messages,
@@ -41,10 +47,19 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     let runtime = Runtime::new(RuntimeOptions {
         compile_cache: options.compile_cache,
     })?;
+    let metrics = Arc::new(Metrics::default());
+    let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
+    if let Some(addr) = &options.metrics {
+        let listener = crate::metrics::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr().context("metrics address")?, "serving metrics at /metrics");
+        tokio::spawn(crate::metrics::serve(listener, metrics.clone(), async {
+            let _ = metrics_stopped.await;
+        }));
+    }
     let client = bus::connect(&options.nats_url).await?;
     // Watch before the first scan, so a file written in between is not missed.
     let mut watcher = DirWatcher::start(&dir)?;
-    let mut registry = Registry::new(dir.clone(), runtime, client.clone());
+    let mut registry = Registry::new(dir.clone(), runtime, client.clone(), metrics);
     for name in registry.scan()? {
         registry.sync(&name).await;
     }
@@ -84,6 +99,7 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
         .flush()
         .await
         .context("cannot flush the last outputs to NATS")?;
+    let _ = stop_metrics.send(());
     tracing::info!(drain_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }

@@ -382,6 +382,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
                 Ok(Some(_)) => {
                     tracing::info!(plugin = %plugin.name, id = id.as_deref().unwrap_or(""), "duplicate: already handled; acking");
                     ack(&msg).await;
+                    slot.counters.duplicate();
                     return;
                 }
                 Ok(None) => {}
@@ -411,6 +412,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
                             tracing::warn!(plugin = %plugin.name, error = %err, "cannot record the handled id");
                         }
                         ack(&msg).await;
+                        slot.counters.handled();
                         return;
                     }
                     Err(err) => Failure::new(FailureKind::Transient, format!("cannot publish outputs: {err}")),
@@ -420,6 +422,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
         };
         match decide(failure.kind, attempt, plugin.settings.max_attempts) {
             Decision::Retry => {
+                slot.counters.retry();
                 let delay = plugin.retry_delay(attempt, &failure, "attempt failed; NAK with delay");
                 if let Err(err) = msg.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(error = %err, "cannot NAK; the server redelivers after ack_wait");
@@ -433,6 +436,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
                         if let Err(err) = msg.ack_with(AckKind::Term).await {
                             tracing::warn!(error = %err, "cannot TERM a dead-lettered message");
                         }
+                        slot.counters.dead_lettered(kind);
                     }
                     Err(err) => {
                         // Never lose it: leave it to be delivered again.

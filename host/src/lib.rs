@@ -21,6 +21,7 @@ pub mod host;
 pub mod invoke;
 pub mod jetstream;
 pub mod logging;
+pub mod metrics;
 pub mod outcome;
 pub mod plugin;
 pub mod registry;

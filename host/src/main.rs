@@ -37,6 +37,9 @@ enum Command {
         /// Do not keep compiled plugins in the on-disk cache.
         #[arg(long)]
         no_compile_cache: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Start a throwaway nats-server and serve a plugin directory against it.
     Dev {
@@ -169,12 +172,14 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             nats,
             drain_timeout,
             no_compile_cache,
+            metrics,
         } => {
             let options = HostOptions {
                 plugins,
                 nats_url: nats,
                 drain_timeout,
                 compile_cache: !no_compile_cache,
+                metrics,
             };
             host::run(options, shutdown_signal()).await?;
             Ok(0)
@@ -198,6 +203,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 nats_url: server.url.clone(),
                 drain_timeout: Duration::from_secs(30),
                 compile_cache: true,
+                metrics: None,
             };
             host::run(options, shutdown_signal()).await?;
             drop(server);

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Manifest;
 use crate::dispatch::{self, Control, Slot};
+use crate::metrics::Metrics;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
 
@@ -30,6 +31,7 @@ pub struct Registry {
     dir: PathBuf,
     runtime: Runtime,
     client: Client,
+    metrics: Arc<Metrics>,
     plugins: HashMap<String, Entry>,
 }
 
@@ -60,12 +62,14 @@ pub fn plugin_name(path: &Path) -> Option<String> {
 }
 
 impl Registry {
-    /// An empty registry serving plugins from `dir` over `client`.
-    pub fn new(dir: PathBuf, runtime: Runtime, client: Client) -> Self {
+    /// An empty registry serving plugins from `dir` over `client`, counting
+    /// into `metrics`.
+    pub fn new(dir: PathBuf, runtime: Runtime, client: Client, metrics: Arc<Metrics>) -> Self {
         Registry {
             dir,
             runtime,
             client,
+            metrics,
             plugins: HashMap::new(),
         }
     }
@@ -180,7 +184,7 @@ impl Registry {
         // consumer): start a serve task, and only once it is subscribed
         // retire the old one, which drains first.
         let started = Instant::now();
-        let slot = Arc::new(Slot::new(plugin.clone()));
+        let slot = Arc::new(Slot::new(plugin.clone(), self.metrics.plugin(&name)));
         let (control, orders) = mpsc::channel(16);
         let (ready, subscribed) = oneshot::channel();
         let task = if plugin.settings.jetstream.is_some() {
