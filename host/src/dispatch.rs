@@ -225,8 +225,9 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
                     let letter =
                         DeadLetter::of(&plugin, &msg, kind, &failure.message, attempt, None);
                     let subject = letter.subject(&plugin.settings.dead_letter_prefix);
-                    publish_dead_letter(client, subject, &letter, &msg).await;
-                    slot.counters.dead_lettered(kind);
+                    if publish_dead_letter(client, subject, &letter, &msg).await {
+                        slot.counters.dead_lettered(kind);
+                    }
                     finish(&span, attempt, kind.as_str(), started);
                     return;
                 }
@@ -238,20 +239,20 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
 }
 
 /// Publishes a dead letter, trying again while the connection is down: a
-/// dead letter is never dropped silently.
+/// dead letter is never dropped silently. Returns whether it was published.
 async fn publish_dead_letter(
     client: &Client,
     subject: String,
     letter: &DeadLetter<'_>,
     msg: &async_nats::Message,
-) {
+) -> bool {
     let mut delay = std::time::Duration::from_millis(50);
     for _ in 0..10 {
         match client
             .publish_with_headers(subject.clone(), letter.headers(), msg.payload.clone())
             .await
         {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(err) => {
                 tracing::warn!(error = %err, dead_letter = %subject, "cannot publish dead letter; trying again");
                 tokio::time::sleep(delay).await;
@@ -260,6 +261,7 @@ async fn publish_dead_letter(
         }
     }
     tracing::error!(dead_letter = %subject, subject = %msg.subject, "dead letter lost: NATS refused it ten times");
+    false
 }
 
 fn finish(span: &tracing::Span, attempt: u32, outcome: &str, started: Instant) {

@@ -56,20 +56,21 @@ impl Counters {
 
     /// Counts one dead letter of `kind`.
     pub fn dead_lettered(&self, kind: DeadLetterKind) {
-        let index = DEAD_LETTER_KINDS
-            .iter()
-            .position(|k| *k == kind)
-            .expect("every kind is listed");
-        self.dead_lettered[index].fetch_add(1, Ordering::Relaxed);
+        self.dead_letter_counter(kind)
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Dead letters of `kind` so far.
     pub fn dead_letters(&self, kind: DeadLetterKind) -> u64 {
+        self.dead_letter_counter(kind).load(Ordering::Relaxed)
+    }
+
+    fn dead_letter_counter(&self, kind: DeadLetterKind) -> &AtomicU64 {
         let index = DEAD_LETTER_KINDS
             .iter()
             .position(|k| *k == kind)
             .expect("every kind is listed");
-        self.dead_lettered[index].load(Ordering::Relaxed)
+        &self.dead_lettered[index]
     }
 }
 
