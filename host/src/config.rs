@@ -100,6 +100,10 @@ pub struct DeliverySection {
     pub stream_subjects: Option<Vec<String>>,
     /// JetStream: how long the server waits for an ack before redelivering (default `"30s"`).
     pub ack_wait: Option<String>,
+    /// JetStream: how many messages the host asks the server for at a time,
+    /// beyond those in flight (default 256). Waiting messages count against
+    /// `ack_wait`, so keep `pull_batch` × handler time / `concurrency` under it.
+    pub pull_batch: Option<usize>,
     /// JetStream: how to find a message's id for idempotency:
     /// `"header:Nats-Msg-Id"` or `"json:/event_id"` (a JSON pointer).
     pub dedup: Option<String>,
@@ -136,6 +140,8 @@ pub struct JetStreamSettings {
     pub create_stream: Option<Vec<String>>,
     /// The consumer's ack wait.
     pub ack_wait: Duration,
+    /// Messages pulled per request, over all of the plugin's lanes.
+    pub pull_batch: usize,
     /// How to find a message's id, if idempotency is on.
     pub dedup: Option<crate::dedup::DedupKey>,
     /// The key-value bucket of handled ids.
@@ -369,6 +375,7 @@ impl Manifest {
                 ("create_stream", d.create_stream.is_some()),
                 ("stream_subjects", d.stream_subjects.is_some()),
                 ("ack_wait", d.ack_wait.is_some()),
+                ("pull_batch", d.pull_batch.is_some()),
                 ("dedup", d.dedup.is_some()),
                 ("dedup_bucket", d.dedup_bucket.is_some()),
                 ("dedup_ttl", d.dedup_ttl.is_some()),
@@ -441,6 +448,12 @@ impl Manifest {
         if ack_wait < Duration::from_secs(1) {
             return invalid("delivery.ack_wait must be at least 1s".into());
         }
+        let pull_batch = d.pull_batch.unwrap_or(DEFAULT_PULL_BATCH);
+        if pull_batch == 0 || pull_batch > 10_000 {
+            return invalid(format!(
+                "delivery.pull_batch must be between 1 and 10000, not {pull_batch}"
+            ));
+        }
         let dedup = match &d.dedup {
             Some(spec) => {
                 Some(crate::dedup::DedupKey::parse(spec).map_err(ManifestError::Invalid)?)
@@ -482,6 +495,7 @@ impl Manifest {
             durable,
             create_stream,
             ack_wait,
+            pull_batch,
             dedup,
             dedup_bucket,
             dedup_ttl,
@@ -489,6 +503,9 @@ impl Manifest {
         }))
     }
 }
+
+/// Messages a JetStream plugin pulls per request when the manifest says nothing.
+pub const DEFAULT_PULL_BATCH: usize = 256;
 
 fn parse_duration(key: &str, text: &str) -> Result<Duration, ManifestError> {
     humantime::parse_duration(text)
@@ -591,6 +608,7 @@ allow = ["payments.>"]
         assert_eq!(js.stream, "ORDERS");
         assert_eq!(js.durable, "evhost-payment");
         assert_eq!(js.ack_wait, Duration::from_secs(30));
+        assert_eq!(js.pull_batch, DEFAULT_PULL_BATCH);
         assert_eq!(
             js.dedup,
             Some(crate::dedup::DedupKey::JsonPointer("/event_id".into()))
@@ -629,6 +647,14 @@ allow = ["payments.>"]
             ("[delivery]\nbackoff = \"soon\"", "backoff"),
             ("subjects = [\"a..b\"]", "subjects"),
             ("[config]\nlist = [1]", "config.list"),
+            (
+                "[delivery]\nmode = \"jetstream\"\nstream = \"S\"\npull_batch = 0",
+                "pull_batch",
+            ),
+            (
+                "[delivery]\npull_batch = 64",
+                "pull_batch needs delivery.mode",
+            ),
         ] {
             let err = Manifest::parse(text).unwrap().resolve("p").unwrap_err();
             assert!(err.to_string().contains(needle), "{text}: {err}");

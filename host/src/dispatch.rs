@@ -1,6 +1,9 @@
 //! Moving messages from a plugin's subscriptions into its handler: a bounded
 //! number at once (backpressure), each attempt classified, retried with
-//! backoff, published or dead-lettered. One [`serve`] task per plugin.
+//! backoff, published or dead-lettered. One [`serve`] task per plugin runs a
+//! few [`lane`]s: each has its own queue subscriptions and keeps its messages
+//! in flight inside its own task, so a message costs no task spawn and no
+//! hand-off between threads.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +11,9 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use async_nats::Client;
 use futures::StreamExt;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, field};
 
@@ -55,76 +60,29 @@ pub enum Control {
     Stop,
 }
 
-/// Reads `slot`'s subscriptions until told to stop, handling each message in
-/// a task of its own with at most `concurrency` at once. `ready` learns
-/// whether the subscriptions are in place. Returns once every message it took
-/// has been handled.
-pub async fn serve(
-    client: Client,
-    slot: Arc<Slot>,
-    mut control: mpsc::Receiver<Control>,
-    ready: oneshot::Sender<anyhow::Result<()>>,
-) {
-    let plugin = slot.current();
-    let subs = match bus::subscribe(&client, &plugin.subjects, &plugin.settings.queue_group).await {
-        Ok(subs) => subs,
-        Err(err) => {
-            let _ = ready.send(Err(err));
-            return;
-        }
-    };
-    let _ = ready.send(Ok(()));
-    let mut server = Server {
-        limit: Arc::new(Semaphore::new(plugin.settings.concurrency)),
-        serving: Serving::of(&plugin),
-        client,
-        slot,
-        subs,
-        stopping: false,
-    };
-    let in_flight = TaskTracker::new();
-    loop {
-        // Backpressure: take a message only when a handler slot is free.
-        let permit = tokio::select! {
-            permit = server.limit.clone().acquire_owned() => permit.expect("semaphore never closes"),
-            order = control.recv(), if !server.stopping => {
-                server.obey(order).await;
-                continue;
-            }
-        };
-        let msg = tokio::select! {
-            msg = server.subs.next() => match msg {
-                Some(msg) => msg,
-                None => break, // drained: nothing more will arrive
-            },
-            order = control.recv(), if !server.stopping => {
-                drop(permit);
-                server.obey(order).await;
-                continue;
-            }
-        };
-        let client = server.client.clone();
-        let slot = server.slot.clone();
-        in_flight.spawn(async move {
-            handle(&client, &slot, msg).await;
-            drop(permit);
-        });
-    }
-    in_flight.close();
-    in_flight.wait().await;
+/// How many messages each lane may hold in flight: `concurrency` split over
+/// one lane per core (never more lanes than `concurrency`, so a plugin with
+/// `concurrency = 1` keeps one lane and its messages in order).
+pub fn lane_limits(concurrency: usize, cores: usize) -> Vec<usize> {
+    let concurrency = concurrency.max(1);
+    let lanes = cores.clamp(1, concurrency);
+    (0..lanes)
+        .map(|i| concurrency / lanes + usize::from(i < concurrency % lanes))
+        .collect()
 }
 
-/// The state of one plugin's [`serve`] loop.
-struct Server {
-    client: Client,
-    slot: Arc<Slot>,
-    subs: bus::Subscriptions,
-    limit: Arc<Semaphore>,
+/// The number of cores the host may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Lanes serving one set of subjects, queue group and concurrency.
+struct Lanes {
     serving: Serving,
-    stopping: bool,
+    stop: CancellationToken,
 }
 
-/// What the current subscriptions were made for.
+/// What a set of lanes was made for.
 #[derive(PartialEq)]
 struct Serving {
     subjects: Vec<String>,
@@ -142,44 +100,100 @@ impl Serving {
     }
 }
 
-impl Server {
-    async fn obey(&mut self, order: Option<Control>) {
-        match order {
-            Some(Control::Resubscribe) => {
-                let wanted = Serving::of(&self.slot.current());
-                if (&wanted.subjects, &wanted.queue_group)
-                    != (&self.serving.subjects, &self.serving.queue_group)
-                {
-                    // Subscribe anew before draining the old ones: both are in
-                    // a queue group, so the server hands each message to one.
-                    match bus::subscribe(&self.client, &wanted.subjects, &wanted.queue_group).await
-                    {
-                        Ok(fresh) => {
-                            bus::drain(&mut self.subs).await;
-                            self.subs.extend(fresh);
-                        }
-                        Err(err) => {
-                            tracing::error!(
-                                plugin = %self.slot.current().name, error = format!("{err:#}"),
-                                "cannot subscribe to the new subjects; keeping the old ones"
-                            );
-                            return;
-                        }
-                    }
-                }
-                if wanted.concurrency != self.serving.concurrency {
-                    self.limit = Arc::new(Semaphore::new(wanted.concurrency));
-                }
-                self.serving = wanted;
-            }
-            Some(Control::Stop) | None => {
-                self.stopping = true;
-                bus::drain(&mut self.subs).await;
-            }
+impl Lanes {
+    /// Subscribes every lane (all in the plugin's queue group, so the server
+    /// spreads messages over them), then starts them on `tracker`.
+    async fn start(
+        client: &Client,
+        slot: &Arc<Slot>,
+        tracker: &TaskTracker,
+    ) -> anyhow::Result<Self> {
+        let serving = Serving::of(&slot.current());
+        let limits = lane_limits(serving.concurrency, cores());
+        let mut subscribed = Vec::with_capacity(limits.len());
+        for _ in &limits {
+            subscribed.push(bus::subscribe(client, &serving.subjects, &serving.queue_group).await?);
         }
+        let stop = CancellationToken::new();
+        for (subs, limit) in subscribed.into_iter().zip(limits) {
+            tracker.spawn(lane(
+                client.clone(),
+                slot.clone(),
+                subs,
+                limit,
+                stop.clone(),
+            ));
+        }
+        Ok(Lanes { serving, stop })
     }
 }
 
+/// Serves `slot`'s plugin until told to stop. `ready` learns whether the
+/// subscriptions are in place. A reload that changes the subjects, queue
+/// group or concurrency starts new lanes before the old ones drain, so no
+/// message is lost. Returns once every message taken has been handled.
+pub async fn serve(
+    client: Client,
+    slot: Arc<Slot>,
+    mut control: mpsc::Receiver<Control>,
+    ready: oneshot::Sender<anyhow::Result<()>>,
+) {
+    let tracker = TaskTracker::new();
+    let mut lanes = match Lanes::start(&client, &slot, &tracker).await {
+        Ok(lanes) => lanes,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    while let Some(Control::Resubscribe) = control.recv().await {
+        if Serving::of(&slot.current()) == lanes.serving {
+            continue;
+        }
+        match Lanes::start(&client, &slot, &tracker).await {
+            Ok(fresh) => std::mem::replace(&mut lanes, fresh).stop.cancel(),
+            Err(err) => tracing::error!(
+                plugin = %slot.current().name, error = format!("{err:#}"),
+                "cannot subscribe to the new subjects; keeping the old ones"
+            ),
+        }
+    }
+    lanes.stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// One lane: takes a message from `subs` only while fewer than `limit` are in
+/// flight (backpressure), and drives those in flight inside this task. On
+/// `stop` it drains its subscriptions, finishes what it took, and returns.
+async fn lane(
+    client: Client,
+    slot: Arc<Slot>,
+    mut subs: bus::Subscriptions,
+    limit: usize,
+    stop: CancellationToken,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    let mut stopping = false;
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            () = &mut stopped, if !stopping => {
+                stopping = true;
+                bus::drain(&mut subs).await;
+            }
+            msg = subs.next(), if in_flight.len() < limit => match msg {
+                Some(msg) => in_flight.push(handle(&client, &slot, msg)),
+                None => break, // drained: nothing more will arrive
+            },
+        }
+    }
+    while in_flight.next().await.is_some() {}
+}
 /// Handles one message to the end: attempts with backoff until it succeeds
 /// or is dead-lettered. Each attempt uses the plugin's current version.
 pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
@@ -268,4 +282,26 @@ fn finish(span: &tracing::Span, attempt: u32, outcome: &str, started: Instant) {
     span.record("attempt", attempt);
     span.record("outcome", outcome);
     span.record("duration_us", started.elapsed().as_micros() as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_is_split_over_at_most_one_lane_per_core() {
+        assert_eq!(lane_limits(16, 2), vec![8, 8]);
+        assert_eq!(lane_limits(5, 2), vec![3, 2]);
+        assert_eq!(lane_limits(256, 3), vec![86, 85, 85]);
+        assert_eq!(
+            lane_limits(1, 8),
+            vec![1],
+            "one in flight keeps one lane: order is kept"
+        );
+        assert_eq!(lane_limits(3, 8), vec![1, 1, 1]);
+        assert_eq!(lane_limits(0, 0), vec![1]);
+        for (c, n) in [(1, 1), (7, 3), (100, 7), (4096, 64)] {
+            assert_eq!(lane_limits(c, n).iter().sum::<usize>(), c.max(1));
+        }
+    }
 }

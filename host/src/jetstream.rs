@@ -5,6 +5,7 @@
 //! backoff delay or dead-lettered and TERMed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,9 @@ use async_nats::jetstream::{self, AckKind, kv, stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::SelectAll;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use futures::stream::{FuturesUnordered, SelectAll};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -24,7 +26,7 @@ use crate::bus;
 use crate::config::JetStreamSettings;
 use crate::deadletter::DeadLetter;
 use crate::dedup;
-use crate::dispatch::{Control, Slot};
+use crate::dispatch::{Control, Slot, cores, lane_limits};
 use crate::outcome::{Decision, Failure, FailureKind, decide};
 use crate::plugin::Plugin;
 
@@ -187,6 +189,8 @@ type Messages = SelectAll<pull::Stream>;
 /// stopped host's last requests can still swallow a redelivery.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
+/// Pull streams on every consumer of `binding`, asking for `batch` messages
+/// per request.
 async fn pull_all(binding: &Binding, batch: usize) -> anyhow::Result<Messages> {
     let mut all = SelectAll::new();
     for consumer in &binding.consumers {
@@ -203,10 +207,68 @@ async fn pull_all(binding: &Binding, batch: usize) -> anyhow::Result<Messages> {
     Ok(all)
 }
 
-/// Serves one JetStream plugin until told to stop: pulls only when a handler
-/// slot is free, handles each message in its own task, and on `Stop` stops
-/// pulling, finishes what it took (acking it) and returns. A reload keeps the
-/// consumers; new subjects bind new ones.
+/// Lanes pulling from one binding with one concurrency.
+struct Lanes {
+    binding: Arc<Binding>,
+    subjects: Vec<String>,
+    concurrency: usize,
+    pull_batch: usize,
+    stop: CancellationToken,
+}
+
+impl Lanes {
+    /// Opens each lane's pull streams on `binding` (several pullers share a
+    /// consumer, the server splits its messages), then starts the lanes.
+    async fn start(
+        client: &Client,
+        slot: &Arc<Slot>,
+        binding: Arc<Binding>,
+        tracker: &TaskTracker,
+        leaving: &Arc<AtomicBool>,
+    ) -> anyhow::Result<Self> {
+        let plugin = slot.current();
+        let concurrency = plugin.settings.concurrency;
+        let pull_batch = plugin
+            .settings
+            .jetstream
+            .as_ref()
+            .map_or(crate::config::DEFAULT_PULL_BATCH, |s| s.pull_batch);
+        let limits = lane_limits(concurrency, cores());
+        let mut pulls = Vec::with_capacity(limits.len());
+        for &limit in &limits {
+            // Each lane asks for its share of the batch, and for at least as
+            // many messages as it may run at once.
+            let batch = (pull_batch / limits.len()).max(limit).max(1);
+            pulls.push((pull_all(&binding, batch).await?, batch));
+        }
+        let stop = CancellationToken::new();
+        for ((messages, batch), limit) in pulls.into_iter().zip(limits) {
+            tracker.spawn(lane(
+                client.clone(),
+                slot.clone(),
+                binding.clone(),
+                messages,
+                Share { limit, batch },
+                stop.clone(),
+                leaving.clone(),
+            ));
+        }
+        Ok(Lanes {
+            binding,
+            subjects: plugin.subjects.clone(),
+            concurrency,
+            pull_batch,
+            stop,
+        })
+    }
+}
+
+/// Serves one JetStream plugin until told to stop, in lanes that each pull
+/// and run their share of the plugin's `concurrency`. A reload keeps the
+/// consumers; new subjects bind new ones, and a changed subject list,
+/// concurrency or batch starts new lanes before the old ones stop. On `Stop`
+/// every lane stops pulling, hands back what it pulled but did not start,
+/// finishes (and acks) what it started, and this returns.
 pub async fn serve(
     client: Client,
     slot: Arc<Slot>,
@@ -217,137 +279,145 @@ pub async fn serve(
     let Some(settings) = plugin.settings.jetstream.clone() else {
         return;
     };
-    let concurrency = plugin.settings.concurrency;
+    let tracker = TaskTracker::new();
+    let leaving = Arc::new(AtomicBool::new(false));
     let started = async {
-        let binding = bind(&client, &plugin, &settings).await?;
-        let messages = pull_all(&binding, concurrency).await?;
-        anyhow::Ok((binding, messages))
+        let binding = Arc::new(bind(&client, &plugin, &settings).await?);
+        Lanes::start(&client, &slot, binding, &tracker, &leaving).await
     };
-    let (binding, messages) = match started.await {
-        Ok(started) => started,
+    let mut lanes = match started.await {
+        Ok(lanes) => lanes,
         Err(err) => {
             let _ = ready.send(Err(err));
             return;
         }
     };
     let _ = ready.send(Ok(()));
-    let mut server = JsServer {
-        client,
-        slot,
-        settings,
-        binding: Arc::new(binding),
-        messages,
-        subjects: plugin.subjects.clone(),
-        concurrency,
-        limit: Arc::new(Semaphore::new(concurrency)),
-    };
-    let in_flight = TaskTracker::new();
-    loop {
-        let permit = tokio::select! {
-            permit = server.limit.clone().acquire_owned() => permit.expect("semaphore never closes"),
-            order = control.recv() => match order {
-                Some(Control::Resubscribe) => { server.rebind().await; continue; }
-                Some(Control::Stop) | None => break,
-            },
+    while let Some(Control::Resubscribe) = control.recv().await {
+        let current = slot.current();
+        let batch = current.settings.jetstream.as_ref().map(|s| s.pull_batch);
+        let new_subjects = current.subjects != lanes.subjects;
+        if !new_subjects
+            && current.settings.concurrency == lanes.concurrency
+            && batch == Some(lanes.pull_batch)
+        {
+            continue;
+        }
+        let fresh = async {
+            let binding = if new_subjects {
+                Arc::new(bind(&client, &current, &settings).await?)
+            } else {
+                lanes.binding.clone()
+            };
+            Lanes::start(&client, &slot, binding, &tracker, &leaving).await
         };
-        let msg = tokio::select! {
-            next = server.messages.next() => match next {
-                Some(Ok(msg)) => msg,
+        match fresh.await {
+            Ok(fresh) => std::mem::replace(&mut lanes, fresh).stop.cancel(),
+            Err(err) => tracing::error!(
+                plugin = %current.name, error = crate::errors::one_line(&format!("{err:#}")),
+                "cannot bind the new subjects; keeping the old ones"
+            ),
+        }
+    }
+    leaving.store(true, Ordering::Relaxed);
+    lanes.stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// A lane's part of its plugin's work.
+#[derive(Clone, Copy)]
+struct Share {
+    /// Messages in flight at most.
+    limit: usize,
+    /// Messages asked for per pull request.
+    batch: usize,
+}
+
+/// One lane: takes a pulled message only while fewer than `limit` are in
+/// flight, and drives those in flight inside this task. On `stop` it hands
+/// back the messages it pulled but did not start and finishes the others.
+async fn lane(
+    client: Client,
+    slot: Arc<Slot>,
+    binding: Arc<Binding>,
+    mut messages: Messages,
+    Share { limit, batch }: Share,
+    stop: CancellationToken,
+    leaving: Arc<AtomicBool>,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    // After an error the lane pauses pulling (the handlers keep running).
+    let pause = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(pause);
+    let mut paused = false;
+    let mut ended = false;
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            () = &mut stopped => break,
+            () = &mut pause, if paused => {
+                paused = false;
+                if ended {
+                    match pull_all(&binding, batch).await {
+                        Ok(m) => { messages = m; ended = false; }
+                        Err(_) => pause_for(&mut pause, &mut paused, Duration::from_millis(500)),
+                    }
+                }
+            }
+            next = messages.next(), if !paused && in_flight.len() < limit => match next {
+                Some(Ok(msg)) => in_flight.push(handle(&client, &binding, &slot, msg)),
                 Some(Err(err)) => {
                     // Missed heartbeats and the like while NATS is away: the
                     // pull stream recovers by itself once it is back.
-                    tracing::warn!(plugin = %server.slot.current().name, error = %err, "JetStream pull interrupted");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
+                    tracing::warn!(plugin = %slot.current().name, error = %err, "JetStream pull interrupted");
+                    pause_for(&mut pause, &mut paused, Duration::from_millis(200));
                 }
                 None => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    if let Ok(m) = pull_all(&server.binding, server.concurrency).await {
-                        server.messages = m;
-                    }
-                    continue;
+                    ended = true;
+                    pause_for(&mut pause, &mut paused, Duration::from_millis(500));
                 }
             },
-            order = control.recv() => match order {
-                Some(Control::Resubscribe) => { drop(permit); server.rebind().await; continue; }
-                Some(Control::Stop) | None => break,
-            },
-        };
-        let client = server.client.clone();
-        let slot = server.slot.clone();
-        let binding = server.binding.clone();
-        in_flight.spawn(async move {
-            handle(&client, &binding, &slot, msg).await;
-            drop(permit);
-        });
+        }
     }
-    // Stop pulling. Messages already pulled but not started are handed back
-    // (NAK) with a delay that outlasts this host's open pull requests, so the
-    // server redelivers them to another host rather than to this one.
-    // At most one batch (`concurrency` messages) can be waiting in the client.
+    let finish = async { while in_flight.next().await.is_some() {} };
+    let hand_back = async {
+        let returned = hand_back(&mut messages, batch, leaving.load(Ordering::Relaxed)).await;
+        drop(messages);
+        if returned > 0 {
+            tracing::info!(plugin = %slot.current().name, returned, "returned pulled messages not yet started");
+        }
+    };
+    tokio::join!(finish, hand_back);
+}
+
+fn pause_for(pause: &mut std::pin::Pin<&mut tokio::time::Sleep>, paused: &mut bool, d: Duration) {
+    pause.as_mut().reset(tokio::time::Instant::now() + d);
+    *paused = true;
+}
+
+/// NAKs the messages pulled but not started. When the plugin is `leaving`
+/// (removed, or the host stopping) they come back after a delay that outlasts
+/// this host's open pull requests, so the server gives them to another host;
+/// after a reload they come back at once, to the new lanes. The stream holds
+/// at most a batch and its refill. Returns how many were handed back.
+async fn hand_back(messages: &mut Messages, batch: usize, leaving: bool) -> usize {
+    let delay = leaving.then_some(PULL_EXPIRES + Duration::from_secs(1));
     let mut returned = 0;
-    for _ in 0..server.concurrency {
-        match tokio::time::timeout(Duration::from_millis(50), server.messages.next()).await {
+    for _ in 0..2 * batch {
+        match tokio::time::timeout(Duration::from_millis(50), messages.next()).await {
             Ok(Some(Ok(msg))) => {
-                if msg
-                    .ack_with(AckKind::Nak(Some(PULL_EXPIRES + Duration::from_secs(1))))
-                    .await
-                    .is_ok()
-                {
+                if msg.ack_with(AckKind::Nak(delay)).await.is_ok() {
                     returned += 1;
                 }
             }
             _ => break,
         }
     }
-    if returned > 0 {
-        tracing::info!(plugin = %server.slot.current().name, returned, "returned pulled messages not yet started");
-    }
-    drop(server);
-    in_flight.close();
-    in_flight.wait().await;
-}
-
-/// The state of one JetStream plugin's [`serve`] loop.
-struct JsServer {
-    client: Client,
-    slot: Arc<Slot>,
-    settings: JetStreamSettings,
-    binding: Arc<Binding>,
-    messages: Messages,
-    subjects: Vec<String>,
-    concurrency: usize,
-    limit: Arc<Semaphore>,
-}
-
-impl JsServer {
-    /// After a reload: bind consumers for changed subjects (the old ones
-    /// stay on the server, untouched) and adopt a changed concurrency.
-    async fn rebind(&mut self) {
-        let current = self.slot.current();
-        if current.subjects != self.subjects {
-            let rebound = async {
-                let binding = bind(&self.client, &current, &self.settings).await?;
-                let messages = pull_all(&binding, current.settings.concurrency).await?;
-                anyhow::Ok((binding, messages))
-            };
-            match rebound.await {
-                Ok((binding, messages)) => {
-                    self.binding = Arc::new(binding);
-                    self.messages = messages;
-                    self.subjects = current.subjects.clone();
-                }
-                Err(err) => tracing::error!(
-                    plugin = %current.name, error = crate::errors::one_line(&format!("{err:#}")),
-                    "cannot bind the new subjects; keeping the old ones"
-                ),
-            }
-        }
-        if current.settings.concurrency != self.concurrency {
-            self.concurrency = current.settings.concurrency;
-            self.limit = Arc::new(Semaphore::new(self.concurrency));
-        }
-    }
+    returned
 }
 
 /// Handles one delivery: dedup check, the handler call (with in-progress acks
