@@ -56,6 +56,19 @@ enum Case {
     Payment,
 }
 
+impl Case {
+    fn named(name: &str) -> anyhow::Result<Case> {
+        Ok(match name {
+            "bare" => Case::Bare,
+            "native" => Case::Native,
+            "noop" => Case::Noop,
+            "fresh" => Case::NoopFresh,
+            "payment" => Case::Payment,
+            other => bail!("unknown case {other:?}: bare, native, noop, fresh or payment"),
+        })
+    }
+}
+
 struct Row {
     mode: Mode,
     payload: usize,
@@ -824,12 +837,18 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_secs(10)
         });
     // `--only core-128` (or `jetstream-1024`, `core`, ...) runs just those
-    // configurations and writes nothing: for profiling one case.
+    // configurations and writes nothing; `--only core-128:payment` runs one
+    // case of one configuration (bare, native, noop, fresh, payment): for
+    // profiling.
     let only = args
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    let (only, only_case) = match only.as_deref().map(|o| o.split_once(':')) {
+        Some(Some((label, case))) => (Some(label.to_string()), Some(Case::named(case)?)),
+        _ => (only, None),
+    };
     let server = DevServer::start(None)?;
     let plugins = build_plugins()?;
     let bench = Bench {
@@ -854,6 +873,12 @@ async fn main() -> anyhow::Result<()> {
                 .as_ref()
                 .is_some_and(|o| !label.starts_with(o.as_str()))
             {
+                continue;
+            }
+            if let Some(case) = only_case {
+                let row = bench.run(mode, case, size, None).await?;
+                eprint!("{}", table(std::slice::from_ref(&row)));
+                rows.push(row);
                 continue;
             }
             // evhost first: each pair's latency is taken at the same rate,
