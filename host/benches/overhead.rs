@@ -14,9 +14,13 @@
 //! outstanding (published, not yet handled), so the consumer always has work
 //! and never overflows (core NATS would drop), and the rate is what the
 //! consumer side completes per second over the window. On JetStream,
-//! "completed" is the consumer's ack floor. Latency is publish → output
-//! received at half the measured rate, stamped in a `traceparent` header
-//! (which evhost copies onto outputs).
+//! "completed" is the consumer's ack floor. For the evhost cases the host's
+//! CPU time per message (user + system, from /proc) is reported as well: it
+//! moves far less than the rates when other work shares the machine.
+//! Latency is publish → output received, stamped in a `traceparent` header
+//! (which evhost copies onto outputs), sampled twice from a paced publisher
+//! on a thread of its own: at a light 10 000 msgs/s, and at half the
+//! measured rate.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -39,6 +43,19 @@ const NOTES_MARKER: &str = "<!-- written by hand below this line; the benchmark 
 
 /// Messages in flight at most during throughput runs.
 const WINDOW: u64 = 4096;
+
+/// The light load at which latency is also sampled: well under what every
+/// case sustains, so it shows each hop's cost with no queue.
+const LIGHT_RATE: f64 = 10_000.0;
+
+/// How long latency is sampled at a fixed rate.
+const LATENCY_RUN: Duration = Duration::from_secs(5);
+
+/// How often the paced publisher of a latency run sends what is due.
+const PACE: Duration = Duration::from_micros(100);
+
+/// How often a throughput run asks how many messages were completed.
+const POLL: Duration = Duration::from_millis(1);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -76,6 +93,11 @@ struct Row {
     rate: f64,
     latency: Option<[Duration; 3]>,
     latency_rate: f64,
+    /// Latency at [`LIGHT_RATE`].
+    light_latency: Option<[Duration; 3]>,
+    /// CPU time the evhost process spent per message during the throughput
+    /// run (user + system), for the evhost cases.
+    host_cpu: Option<Duration>,
 }
 
 struct Bench {
@@ -161,17 +183,52 @@ fn native_payment(payload: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&done).ok()
 }
 
-impl Bench {
-    fn stamp(&self) -> HeaderMap {
-        let nanos = self.epoch.elapsed().as_nanos() as u64;
-        let mut h = HeaderMap::new();
-        h.insert(
-            "traceparent",
-            format!("00-{nanos:032x}-00f067aa0ba902b7-01").as_str(),
-        );
-        h
-    }
+/// Headers stamping a message with its send time, as nanoseconds since
+/// `epoch` in the trace id of a `traceparent` (which evhost carries over).
+fn stamp(epoch: Instant) -> HeaderMap {
+    let nanos = epoch.elapsed().as_nanos() as u64;
+    let mut h = HeaderMap::new();
+    h.insert(
+        "traceparent",
+        format!("00-{nanos:032x}-00f067aa0ba902b7-01").as_str(),
+    );
+    h
+}
 
+/// Publishes `payload` at `rate` messages/s for `run`, each stamped with its
+/// send time. It runs on a thread of its own and sends what is due every
+/// [`PACE`], so the load arrives in small bursts rather than in the
+/// millisecond lumps an async timer would make.
+fn paced(
+    client: &Client,
+    input: &'static str,
+    reply: Option<&'static str>,
+    payload: &Bytes,
+    rate: f64,
+    run: Duration,
+    epoch: Instant,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut sent = 0f64;
+    while started.elapsed() < run {
+        let due = started.elapsed().as_secs_f64() * rate;
+        while sent < due {
+            futures::executor::block_on(publish(
+                client,
+                input,
+                reply,
+                stamp(epoch),
+                payload.clone(),
+            ))?;
+            sent += 1.0;
+        }
+        std::thread::sleep(PACE);
+    }
+    futures::executor::block_on(client.flush())?;
+    Ok(())
+}
+
+impl Bench {
     /// Subject the input goes to and subject the outputs are counted on.
     fn subjects(case: Case) -> (&'static str, &'static str) {
         match case {
@@ -322,9 +379,12 @@ impl Bench {
             } else {
                 "bench"
             };
+            // The consumer is looked up once; each poll is one info request.
+            let consumer = Arc::new(tokio::sync::Mutex::new(None));
             move || {
                 let completed = completed.clone();
                 let js = js.clone();
+                let consumer = consumer.clone();
                 async move {
                     if let Some(addr) = noop_metrics {
                         return handled(addr).await;
@@ -332,11 +392,17 @@ impl Bench {
                     if mode == Mode::Core {
                         return completed.load(Ordering::Relaxed);
                     }
-                    let Ok(stream) = js.get_stream(stream_name).await else {
-                        return 0;
-                    };
-                    let Ok(mut c) = stream.get_consumer::<consumer::pull::Config>(durable).await
-                    else {
+                    let mut consumer = consumer.lock().await;
+                    if consumer.is_none() {
+                        let Ok(stream) = js.get_stream(stream_name).await else {
+                            return 0;
+                        };
+                        *consumer = stream
+                            .get_consumer::<consumer::pull::Config>(durable)
+                            .await
+                            .ok();
+                    }
+                    let Some(c) = consumer.as_mut() else {
                         return 0;
                     };
                     c.info()
@@ -354,6 +420,8 @@ impl Bench {
         } else {
             Duration::from_secs(1)
         };
+        let cpu_before = host.as_ref().map(HostProcess::cpu_time);
+        let done_before = progress().await;
         let (rate, mut published) = closed_loop(
             &publisher,
             input,
@@ -364,6 +432,10 @@ impl Bench {
             &progress,
         )
         .await?;
+        let handled = progress().await.saturating_sub(done_before).max(1);
+        let host_cpu = host.as_ref().zip(cpu_before).map(|(h, before)| {
+            h.cpu_time().saturating_sub(before) / u32::try_from(handled).unwrap_or(u32::MAX)
+        });
         // noop answers only a reply subject, and the latency run needs an
         // answer to time: on core NATS its latency rate is half of what it
         // sustains while replying, measured here the same way.
@@ -393,33 +465,33 @@ impl Bench {
 
         // Latency at half that rate (core NATS only: on JetStream the
         // publish → output path includes the stream and is reported as such).
-        let latency = if self.smoke {
-            None
+        // Latency: first at a light fixed rate (the cost of each hop with
+        // no queue), then at half the measured rate.
+        let (light_latency, latency) = if self.smoke {
+            (None, None)
         } else {
             while progress().await < published {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            latencies.lock().unwrap().clear();
-            let per_ms = (latency_rate / 1000.0).max(1.0);
-            let run = Duration::from_secs(5);
-            let t = Instant::now();
-            let mut sent = 0f64;
-            while t.elapsed() < run {
-                let due = t.elapsed().as_secs_f64() * 1000.0 * per_ms;
-                while sent < due {
-                    publish(&publisher, input, reply, self.stamp(), payload.clone()).await?;
-                    sent += 1.0;
+            let sample = |rate: f64| {
+                let (client, payload, epoch) = (publisher.clone(), payload.clone(), self.epoch);
+                let latencies = latencies.clone();
+                async move {
+                    latencies.lock().unwrap().clear();
+                    tokio::task::spawn_blocking(move || {
+                        paced(&client, input, reply, &payload, rate, LATENCY_RUN, epoch)
+                    })
+                    .await??;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let mut l = std::mem::take(&mut *latencies.lock().unwrap());
+                    l.sort();
+                    anyhow::Ok((l.len() > 100).then(|| {
+                        let p = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
+                        [p(0.5), p(0.99), p(0.999)]
+                    }))
                 }
-                publisher.flush().await?;
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let mut l = latencies.lock().unwrap().clone();
-            l.sort();
-            (l.len() > 100).then(|| {
-                let p = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
-                [p(0.5), p(0.99), p(0.999)]
-            })
+            };
+            (sample(LIGHT_RATE).await?, sample(latency_rate).await?)
         };
         for t in tasks {
             t.abort();
@@ -435,6 +507,8 @@ impl Bench {
             rate,
             latency,
             latency_rate,
+            light_latency,
+            host_cpu,
         })
     }
 
@@ -513,14 +587,21 @@ where
     let started = Instant::now();
     let mut window_start: Option<(Instant, u64)> = None;
     let mut done = 0;
+    let mut polled = Instant::now();
     while started.elapsed() < run {
-        done = progress().await - base;
+        // Progress is asked at most every POLL: asking costs the consumer
+        // side (an HTTP request to the host, a consumer info request to the
+        // server), and the window is far larger than a POLL's worth.
+        if polled.elapsed() >= POLL || published == 0 {
+            done = progress().await - base;
+            polled = Instant::now();
+        }
         if window_start.is_none() && started.elapsed() >= warmup {
             window_start = Some((Instant::now(), done));
         }
         let room = (WINDOW + done).saturating_sub(published).min(1024);
         if room == 0 {
-            tokio::time::sleep(Duration::from_micros(200)).await;
+            tokio::time::sleep(POLL).await;
             continue;
         }
         for _ in 0..room {
@@ -600,6 +681,10 @@ impl HostProcess {
             .arg("--metrics")
             .arg(metrics.to_string())
             .env("EVHOST_LOG", "info")
+            .env(
+                "EVHOST_PROFILER",
+                std::env::var("EVHOST_PROFILER").unwrap_or_default(),
+            )
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -648,6 +733,25 @@ impl HostProcess {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// User and system CPU time the host has used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses: utime and
+        // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+        let ticks: u64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|t| t.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
     }
 
     fn stop(&mut self) {
@@ -780,26 +884,44 @@ fn us(d: Duration) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| mode | payload | case | msgs/s | latency at msgs/s | p50 µs | p99 µs | p99.9 µs | ratio |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| mode | payload | case | msgs/s | ratio | evhost CPU µs/msg | latency µs at 10 000 msgs/s: p50 / p99 / p99.9 | half load msgs/s | latency µs at half load: p50 / p99 / p99.9 | p99 added µs: light / half |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let triple = |l: Option<[Duration; 3]>| match l {
+        Some([a, b, c]) => format!("{} / {} / {}", us(a), us(b), us(c)),
+        None => "-".into(),
+    };
+    let added = |l: Option<[Duration; 3]>, base: Option<[Duration; 3]>| match (l, base) {
+        (Some(l), Some(b)) => format!("{:.0}", (l[1].as_secs_f64() - b[1].as_secs_f64()) * 1e6),
+        _ => "-".into(),
+    };
     for r in rows {
-        let base = |case: Case| {
+        let base = match r.case {
+            Case::Noop | Case::NoopFresh => Some(Case::Bare),
+            Case::Payment => Some(Case::Native),
+            Case::Bare | Case::Native => None,
+        }
+        .and_then(|case| {
             rows.iter()
                 .find(|x| x.mode == r.mode && x.payload == r.payload && x.case == case)
-        };
-        let ratio = match r.case {
-            Case::Noop | Case::NoopFresh => {
-                base(Case::Bare).map(|b| format!("c/a = {:.2}", r.rate / b.rate))
-            }
-            Case::Payment => base(Case::Native).map(|b| format!("d/b = {:.2}", r.rate / b.rate)),
-            _ => None,
-        };
-        let (p50, p99, p999) = match r.latency {
-            Some([a, b, c]) => (us(a), us(b), us(c)),
-            None => ("-".into(), "-".into(), "-".into()),
-        };
+        });
+        let ratio = base.map(|b| {
+            let name = if r.case == Case::Payment {
+                "d/b"
+            } else {
+                "c/a"
+            };
+            format!("{name} = {:.2}", r.rate / b.rate)
+        });
+        let added = base.map(|b| {
+            format!(
+                "{} / {}",
+                added(r.light_latency, b.light_latency),
+                added(r.latency, b.latency)
+            )
+        });
         t.push_str(&format!(
-            "| {} | {} B | {} | {:.0} | {:.0} | {p50} | {p99} | {p999} | {} |\n",
+            "| {} | {} B | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} |\n",
             if r.mode == Mode::Core {
                 "core"
             } else {
@@ -814,8 +936,14 @@ fn table(rows: &[Row]) -> String {
                 Case::Payment => "(d) evhost payment",
             },
             r.rate,
+            ratio.unwrap_or_default(),
+            r.host_cpu
+                .map(|c| format!("{:.2}", c.as_secs_f64() * 1e6))
+                .unwrap_or_default(),
+            triple(r.light_latency),
             r.latency_rate,
-            ratio.unwrap_or_default()
+            triple(r.latency),
+            added.unwrap_or_default(),
         ));
     }
     t
@@ -845,6 +973,13 @@ async fn main() -> anyhow::Result<()> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // `--latency-rate N` (with `--only CONFIG:CASE`): take latency at N
+    // messages/s instead of half the measured rate.
+    let latency_rate = args
+        .iter()
+        .position(|a| a == "--latency-rate")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|r| r.parse::<f64>().ok());
     let (only, only_case) = match only.as_deref().map(|o| o.split_once(':')) {
         Some(Some((label, case))) => (Some(label.to_string()), Some(Case::named(case)?)),
         _ => (only, None),
@@ -876,7 +1011,7 @@ async fn main() -> anyhow::Result<()> {
                 continue;
             }
             if let Some(case) = only_case {
-                let row = bench.run(mode, case, size, None).await?;
+                let row = bench.run(mode, case, size, latency_rate).await?;
                 eprint!("{}", table(std::slice::from_ref(&row)));
                 rows.push(row);
                 continue;
@@ -934,8 +1069,11 @@ async fn main() -> anyhow::Result<()> {
         "# Benchmarks\n\nMeasured {date} on this machine ({cores} cores, {:.1} GiB memory), one run, with\n\
          `RUST_BACKTRACE` unset:\n\n    cargo bench -p evhost --bench overhead -- --duration {}\n\n\
          Each throughput figure is sustained over {} s after a warm-up, closed loop (at most {WINDOW} messages\n\
-         outstanding). Latency is publish → output received over 5 s at a fixed rate: half of\n\
-         what evhost sustained in that configuration, the same rate for the baseline it is compared with.\n\
+         outstanding). \"evhost CPU\" is the host process's user + system CPU time per message over that run.\n\
+         Latency is publish → output received over 5 s at a fixed rate, from a publisher that sends what\n\
+         is due every 100 µs: once at 10 000 msgs/s (light load), once at half of what evhost sustained in\n\
+         that configuration (the same rate for the baseline it is compared with). \"p99 added\" is the\n\
+         evhost case's p99 minus its baseline's, (c) − (a) and (d) − (b).\n\
          On JetStream, \"completed\" means acked (the consumer's ack floor); (a) and (b) use a bare durable\n\
          pull consumer with explicit acks. evhost runs the plugin with `concurrency = 256`, default isolation\n\
          (`reuse`).\n\n{table}\n## Load, reload and memory\n\n{extra_table}",

@@ -11,7 +11,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use async_nats::Client;
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,6 +18,7 @@ use tracing::{Instrument, field};
 
 use crate::bus;
 use crate::deadletter::DeadLetter;
+use crate::lane::{InFlight, cores, lane_limits};
 use crate::metrics::Counters;
 use crate::outcome::{Decision, Failure, FailureKind, decide};
 use crate::plugin::Plugin;
@@ -58,22 +58,6 @@ pub enum Control {
     Resubscribe,
     /// Stop taking messages, finish those in flight, then return.
     Stop,
-}
-
-/// How many messages each lane may hold in flight: `concurrency` split over
-/// one lane per core (never more lanes than `concurrency`, so a plugin with
-/// `concurrency = 1` keeps one lane and its messages in order).
-pub fn lane_limits(concurrency: usize, cores: usize) -> Vec<usize> {
-    let concurrency = concurrency.max(1);
-    let lanes = cores.clamp(1, concurrency);
-    (0..lanes)
-        .map(|i| concurrency / lanes + usize::from(i < concurrency % lanes))
-        .collect()
-}
-
-/// The number of cores the host may use.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Lanes serving one set of subjects, queue group and concurrency.
@@ -174,7 +158,7 @@ async fn lane(
     limit: usize,
     stop: CancellationToken,
 ) {
-    let mut in_flight = FuturesUnordered::new();
+    let mut in_flight = InFlight::default();
     let mut stopping = false;
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
@@ -187,17 +171,17 @@ async fn lane(
                 bus::drain(&mut subs).await;
             }
             msg = subs.next(), if in_flight.len() < limit => match msg {
-                Some(msg) => in_flight.push(handle(&client, &slot, msg)),
+                Some(msg) => in_flight.start(Box::pin(handle(&client, &slot, msg))).await,
                 None => break, // drained: nothing more will arrive
             },
         }
     }
-    while in_flight.next().await.is_some() {}
+    in_flight.finish().await;
 }
+
 /// Handles one message to the end: attempts with backoff until it succeeds
 /// or is dead-lettered. Each attempt uses the plugin's current version.
 pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
-    let started = Instant::now();
     let mut plugin = slot.current();
     let span = tracing::debug_span!(
         "message",
@@ -207,6 +191,8 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
         outcome = field::Empty,
         duration_us = field::Empty,
     );
+    // Timed only when someone listens: a clock read per message is not free.
+    let started = (!span.is_disabled()).then(Instant::now);
     async {
         let mut attempt = 1;
         loop {
@@ -231,7 +217,9 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
                 Decision::Retry => {
                     slot.counters.retry();
                     let delay = plugin.retry_delay(attempt, &failure, "attempt failed; retrying");
-                    tokio::time::sleep(delay).await;
+                    // Boxed, like the dead letter below: the rare paths stay
+                    // out of every message's future.
+                    Box::pin(tokio::time::sleep(delay)).await;
                     attempt += 1;
                     plugin = slot.current();
                 }
@@ -239,7 +227,7 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
                     let letter =
                         DeadLetter::of(&plugin, &msg, kind, &failure.message, attempt, None);
                     let subject = letter.subject(&plugin.settings.dead_letter_prefix);
-                    if publish_dead_letter(client, subject, &letter, &msg).await {
+                    if Box::pin(publish_dead_letter(client, subject, &letter, &msg)).await {
                         slot.counters.dead_lettered(kind);
                     }
                     finish(&span, attempt, kind.as_str(), started);
@@ -278,30 +266,11 @@ async fn publish_dead_letter(
     false
 }
 
-fn finish(span: &tracing::Span, attempt: u32, outcome: &str, started: Instant) {
+fn finish(span: &tracing::Span, attempt: u32, outcome: &str, started: Option<Instant>) {
+    let Some(started) = started else {
+        return;
+    };
     span.record("attempt", attempt);
     span.record("outcome", outcome);
     span.record("duration_us", started.elapsed().as_micros() as u64);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn concurrency_is_split_over_at_most_one_lane_per_core() {
-        assert_eq!(lane_limits(16, 2), vec![8, 8]);
-        assert_eq!(lane_limits(5, 2), vec![3, 2]);
-        assert_eq!(lane_limits(256, 3), vec![86, 85, 85]);
-        assert_eq!(
-            lane_limits(1, 8),
-            vec![1],
-            "one in flight keeps one lane: order is kept"
-        );
-        assert_eq!(lane_limits(3, 8), vec![1, 1, 1]);
-        assert_eq!(lane_limits(0, 0), vec![1]);
-        for (c, n) in [(1, 1), (7, 3), (100, 7), (4096, 64)] {
-            assert_eq!(lane_limits(c, n).iter().sum::<usize>(), c.max(1));
-        }
-    }
 }

@@ -16,7 +16,7 @@ use async_nats::jetstream::{self, AckKind, kv, stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::{FuturesUnordered, SelectAll};
+use futures::stream::SelectAll;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +26,8 @@ use crate::bus;
 use crate::config::JetStreamSettings;
 use crate::deadletter::DeadLetter;
 use crate::dedup;
-use crate::dispatch::{Control, Slot, cores, lane_limits};
+use crate::dispatch::{Control, Slot};
+use crate::lane::{InFlight, cores, lane_limits};
 use crate::outcome::{Decision, Failure, FailureKind, decide};
 use crate::plugin::Plugin;
 
@@ -346,7 +347,7 @@ async fn lane(
     stop: CancellationToken,
     leaving: Arc<AtomicBool>,
 ) {
-    let mut in_flight = FuturesUnordered::new();
+    let mut in_flight = InFlight::default();
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     // After an error the lane pauses pulling (the handlers keep running).
@@ -369,7 +370,7 @@ async fn lane(
                 }
             }
             next = messages.next(), if !paused && in_flight.len() < limit => match next {
-                Some(Ok(msg)) => in_flight.push(handle(&client, &binding, &slot, msg)),
+                Some(Ok(msg)) => in_flight.start(Box::pin(handle(&client, &binding, &slot, msg))).await,
                 Some(Err(err)) => {
                     // Missed heartbeats and the like while NATS is away: the
                     // pull stream recovers by itself once it is back.
@@ -383,7 +384,7 @@ async fn lane(
             },
         }
     }
-    let finish = async { while in_flight.next().await.is_some() {} };
+    let finish = in_flight.finish();
     let hand_back = async {
         let returned = hand_back(&mut messages, batch, leaving.load(Ordering::Relaxed)).await;
         drop(messages);
@@ -429,7 +430,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
     };
     let (stream, seq, attempt) = match msg.info() {
         Ok(info) => (
-            info.stream.to_string(),
+            info.stream,
             info.stream_sequence,
             info.delivered.max(1) as u32,
         ),
@@ -469,6 +470,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
         let failure = match result {
             Ok(outputs) => {
                 let msg_id_base = match &id {
+                    _ if outputs.is_empty() => String::new(),
                     Some(id) => format!("{}:{id}", plugin.name),
                     None => format!("{}:{stream}:{seq}", plugin.name),
                 };
@@ -499,9 +501,9 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
                 }
             }
             Decision::DeadLetter(kind) => {
-                let letter = DeadLetter::of(&plugin, &msg.message, kind, &failure.message, attempt, Some((&stream, seq)));
+                let letter = DeadLetter::of(&plugin, &msg.message, kind, &failure.message, attempt, Some((stream, seq)));
                 let subject = letter.subject(&plugin.settings.dead_letter_prefix);
-                match publish_durably(client, &binding.js, &binding.captures, subject.clone(), letter.headers(), msg.payload.clone()).await {
+                match Box::pin(publish_durably(client, &binding.js, &binding.captures, subject.clone(), letter.headers(), msg.payload.clone())).await {
                     Ok(()) => {
                         if let Err(err) = msg.ack_with(AckKind::Term).await {
                             tracing::warn!(error = %err, "cannot TERM a dead-lettered message");
@@ -545,7 +547,10 @@ async fn with_progress<T>(
             let _ = msg.ack_with(AckKind::Progress).await;
         }
     };
+    // The work first: most calls finish on their first poll, and then the
+    // keep-alive timer is never armed.
     tokio::select! {
+        biased;
         out = work => out,
         never = keep_alive => never,
     }

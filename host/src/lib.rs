@@ -1,7 +1,8 @@
 //! evhost: a host for NATS event handlers written as WebAssembly components.
 //!
 //! A message travels: [`bus`] receives it on a plugin's subscription,
-//! [`dispatch`] takes it when a handler slot is free and calls the current
+//! [`dispatch`] takes it in one of the plugin's [`lane`]s when a handler slot
+//! is free and calls the current
 //! [`plugin`] version inside the [`runtime`]'s sandbox ([`sandbox`]);
 //! [`outcome`] decides between publishing the outputs, retrying after a
 //! [`backoff`], or a dead letter ([`deadletter`]). [`registry`] swaps plugin
@@ -20,6 +21,7 @@ pub mod errors;
 pub mod host;
 pub mod invoke;
 pub mod jetstream;
+pub mod lane;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;

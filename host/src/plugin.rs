@@ -103,7 +103,7 @@ impl Plugin {
             warm: Mutex::new(Vec::new()),
         };
         let mut warm = plugin.instantiate().await.context("instantiation failed")?;
-        warm.store.data_mut().deadline = Some(Instant::now() + plugin.settings.timeout);
+        warm.store.data_mut().deadline = Some(runtime.ticks().deadline(plugin.settings.timeout));
         let own = warm
             .handler
             .call_subscriptions(&mut warm.store)
@@ -160,7 +160,7 @@ impl Plugin {
             })?,
         };
         let state = warm.store.data_mut();
-        state.deadline = Some(Instant::now() + self.settings.timeout);
+        state.deadline = Some(self.runtime.ticks().deadline(self.settings.timeout));
         state.timed_out = false;
         warm.store.set_epoch_deadline(1);
         let result = warm.handler.call_handle(&mut warm.store, message).await;

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -40,7 +40,37 @@ const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<State>>,
-    _ticker: Arc<EpochTicker>,
+    ticker: Arc<EpochTicker>,
+}
+
+/// The epoch as the host counts it: how many [`EPOCH_TICK`]s have passed,
+/// advanced together with the engine's epoch. Deadlines are tick numbers, so
+/// setting one per call is an atomic load rather than a clock read.
+#[derive(Clone, Default)]
+pub struct Ticks(Arc<AtomicU64>);
+
+impl Ticks {
+    /// The current tick.
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The tick by which `timeout` has surely passed: a partly elapsed tick
+    /// does not count, so a call is never cut short, and at most one tick
+    /// ([`EPOCH_TICK`]) late.
+    pub fn deadline(&self, timeout: Duration) -> u64 {
+        self.now() + ticks_in(timeout) + 1
+    }
+
+    fn advance(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Whole ticks in `timeout`, rounded up.
+fn ticks_in(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    timeout.as_nanos().div_ceil(tick) as u64
 }
 
 /// Options for [`Runtime::new`].
@@ -75,8 +105,13 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
-            _ticker: Arc::new(ticker),
+            ticker: Arc::new(ticker),
         })
+    }
+
+    /// The host's count of epoch ticks, for call deadlines.
+    pub fn ticks(&self) -> &Ticks {
+        &self.ticker.ticks
     }
 
     /// The engine, for compiling components.
@@ -115,10 +150,11 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        store.epoch_deadline_callback(|mut ctx| {
+        let ticks = self.ticks().clone();
+        store.epoch_deadline_callback(move |mut ctx| {
             let state = ctx.data_mut();
             match state.deadline {
-                Some(deadline) if Instant::now() >= deadline => {
+                Some(deadline) if ticks.now() >= deadline => {
                     state.timed_out = true;
                     Ok(UpdateDeadline::Interrupt)
                 }
@@ -136,6 +172,11 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> Config {
     config.epoch_interruption(true);
     config.max_wasm_stack(1 << 20);
     config.async_stack_size(2 << 20);
+    // `EVHOST_PROFILER=perfmap` writes /tmp/perf-<pid>.map, so `perf report`
+    // names the guests' functions instead of bare addresses.
+    if std::env::var("EVHOST_PROFILER").is_ok_and(|p| p == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if options.compile_cache {
         match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
             Ok(cache) => {
@@ -169,25 +210,31 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> Config {
     config
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own.
+/// Advances the engine's epoch (and [`Ticks`]) every [`EPOCH_TICK`] on a
+/// thread of its own.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
+    ticks: Ticks,
 }
 
 impl EpochTicker {
     fn start(engine: Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let ticks = Ticks::default();
+        let (flag, count) = (stop.clone(), ticks.clone());
         std::thread::Builder::new()
             .name("evhost-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
+                    // The count first: a guest interrupted by this epoch sees
+                    // a tick number that has already moved on.
+                    count.advance();
                     engine.increment_epoch();
                 }
             })
             .expect("cannot start the epoch thread");
-        EpochTicker { stop }
+        EpochTicker { stop, ticks }
     }
 }
 
@@ -205,8 +252,9 @@ pub struct State {
     pub memory: MemoryCap,
     plugin: Arc<str>,
     config: Arc<BTreeMap<String, String>>,
-    /// When the current call must stop; `None` between calls.
-    pub deadline: Option<Instant>,
+    /// The tick ([`Ticks`]) at which the current call must stop; `None`
+    /// between calls.
+    pub deadline: Option<u64>,
     /// Set when the epoch callback interrupted the current call.
     pub timed_out: bool,
     stderr: StderrTail,
@@ -242,7 +290,38 @@ impl self::evhost::plugin::host::Host for State {
         }
     }
 
+    fn log_enabled(&mut self, level: Level) -> bool {
+        match level {
+            Level::Trace => tracing::enabled!(target: "evhost::guest", tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: "evhost::guest", tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: "evhost::guest", tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: "evhost::guest", tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: "evhost::guest", tracing::Level::ERROR),
+        }
+    }
+
     fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_never_early_and_at_most_a_tick_late() {
+        let ticks = Ticks::default();
+        assert_eq!(ticks_in(Duration::ZERO), 0);
+        assert_eq!(ticks_in(EPOCH_TICK), 1);
+        assert_eq!(ticks_in(EPOCH_TICK + Duration::from_nanos(1)), 2);
+        assert_eq!(ticks_in(Duration::from_secs(1)), 200);
+        // At tick 7, possibly just before tick 8: 10 ms (two ticks) have
+        // surely passed once tick 10 is reached, not before.
+        for _ in 0..7 {
+            ticks.advance();
+        }
+        assert_eq!(ticks.deadline(Duration::from_millis(10)), 10);
+        assert_eq!(ticks.deadline(Duration::from_millis(11)), 11);
     }
 }

@@ -1,6 +1,14 @@
 //! What a handler can ask about the message and its plugin.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use crate::Message;
+
+thread_local! {
+    /// The `[config]` values asked for so far, absent ones included.
+    static CONFIG: RefCell<BTreeMap<String, Option<String>>> = const { RefCell::new(BTreeMap::new()) };
+}
 
 /// The message's metadata and the plugin's configuration.
 #[derive(Debug, Clone)]
@@ -12,6 +20,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of `msg`, taking its metadata (the payload is dropped):
+    /// for typed handlers, whose payload is already decoded.
+    pub(crate) fn taking(msg: Message) -> Self {
+        Context {
+            subject: msg.subject,
+            headers: msg.headers,
+            reply_to: msg.reply_to,
+            attempt: msg.attempt,
+        }
+    }
+
     pub(crate) fn of(msg: &Message) -> Self {
         Context {
             subject: msg.subject.clone(),
@@ -21,9 +40,18 @@ impl Context {
         }
     }
 
-    /// A value from the `[config]` table of the plugin's manifest.
+    /// A value from the `[config]` table of the plugin's manifest. Asked of
+    /// the host once per key: a value holds for the life of the instance (a
+    /// changed manifest loads new instances).
     pub fn config(&self, key: &str) -> Option<String> {
-        crate::bindings::evhost::plugin::host::config(key)
+        CONFIG.with_borrow_mut(|known| {
+            if let Some(value) = known.get(key) {
+                return value.clone();
+            }
+            let value = crate::bindings::evhost::plugin::host::config(key);
+            known.insert(key.to_string(), value.clone());
+            value
+        })
     }
 
     /// The subject the message was published to.

@@ -88,7 +88,7 @@ pub mod __private {
                 ))));
             }
         };
-        let ctx = Context::of(&msg);
+        let ctx = Context::taking(msg);
         finish(f(value, &ctx))
     }
 

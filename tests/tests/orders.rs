@@ -2,8 +2,8 @@
 //! `orders.order.created`, and the dead letters of orders that cannot succeed.
 
 use evhost_tests::{
-    Host, NatsServer, OrderCreated, PluginDir, WAIT, connect, describe, header, next_dead_letter,
-    next_message, pending_message, publish, subscribe,
+    Host, HostOptions, NatsServer, OrderCreated, PluginDir, WAIT, connect, describe, header,
+    next_dead_letter, next_message, pending_message, publish, subscribe,
 };
 use serde_json::Value;
 
@@ -265,4 +265,83 @@ async fn unavailable_payment_service_is_exhausted() {
     let letter = next_dead_letter(&mut dead, "the dead letter after 3 attempts", &host).await;
     letter.assert_about("orders.order.created", "payment", "exhausted", 3, &host);
     assert_eq!(letter.message.payload.as_ref(), order.to_bytes());
+}
+
+/// The SDK asks the host once per instance whether a level is recorded and
+/// skips the lines nobody reads: payment's per-charge `debug!` line is in the
+/// log when the host records the guest's debug lines, and absent otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_debug_lines_follow_the_host_log_level() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    for (filter, recorded) in [("info,evhost::guest=debug", true), ("info", false)] {
+        let dir = PluginDir::new();
+        dir.add("payment");
+        let host = Host::start_with(
+            &dir.path(),
+            &nats.url(),
+            HostOptions {
+                log_level: filter.to_string(),
+                ..HostOptions::default()
+            },
+        );
+        host.wait_for_log("host ready", None, WAIT).await;
+        let mut payments = subscribe(&client, "payments.payment.completed").await;
+        // Two orders: the answer the SDK remembers after the first must hold
+        // for the second.
+        for n in 1..=2 {
+            let order = OrderCreated::new(&format!("ord-60{n}"), "cust-42");
+            publish(&client, "orders.order.created", &[], &order.to_bytes()).await;
+            next_message(&mut payments, WAIT, "payment", &host).await;
+        }
+        let charged = host.find_logs(|l| {
+            l.field_str("plugin").as_deref() == Some("payment")
+                && l.message().is_some_and(|m| m.starts_with("charged "))
+        });
+        if recorded {
+            assert_eq!(
+                charged.len(),
+                2,
+                "with EVHOST_LOG={filter} each charge is logged at debug\n{}",
+                host.log_report()
+            );
+            assert_eq!(charged[0].level(), Some("DEBUG"), "{}", charged[0].raw);
+        } else {
+            assert!(
+                charged.is_empty(),
+                "with EVHOST_LOG={filter} no debug line is recorded\n{}",
+                host.log_report()
+            );
+        }
+    }
+}
+
+/// The SDK remembers `[config]` values per instance; a changed manifest loads
+/// new instances, so the new value is what the handler reads after a reload.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_config_value_reaches_the_handler_after_reload() {
+    let nats = NatsServer::start();
+    let dir = PluginDir::new();
+    dir.add_with_manifest("payment", "[config]\nversion = \"v1\"\n");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut payments = subscribe(&client, "payments.payment.completed").await;
+
+    let order = OrderCreated::new("ord-7001", "cust-42");
+    publish(&client, "orders.order.created", &[], &order.to_bytes()).await;
+    let first = next_message(&mut payments, WAIT, "payment from v1", &host).await;
+    assert_eq!(json(&first)["handler_version"].as_str(), Some("v1"));
+
+    dir.write_manifest("payment", "[config]\nversion = \"v2\"\n");
+    host.wait_for_log("plugin reloaded", Some("payment"), WAIT)
+        .await;
+    let order = OrderCreated::new("ord-7002", "cust-42");
+    publish(&client, "orders.order.created", &[], &order.to_bytes()).await;
+    let second = next_message(&mut payments, WAIT, "payment after the reload", &host).await;
+    assert_eq!(
+        json(&second)["handler_version"].as_str(),
+        Some("v2"),
+        "the reloaded manifest's value is read, not a remembered one\n{}",
+        host.log_report()
+    );
 }
