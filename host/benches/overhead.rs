@@ -212,16 +212,15 @@ fn paced(
     let mut sent = 0f64;
     while started.elapsed() < run {
         let due = started.elapsed().as_secs_f64() * rate;
-        while sent < due {
-            futures::executor::block_on(publish(
-                client,
-                input,
-                reply,
-                stamp(epoch),
-                payload.clone(),
-            ))?;
-            sent += 1.0;
-        }
+        // What is due goes out in one go: one hand-off to the client's
+        // connection task per burst, not one per message.
+        futures::executor::block_on(async {
+            while sent < due {
+                publish(client, input, reply, stamp(epoch), payload.clone()).await?;
+                sent += 1.0;
+            }
+            anyhow::Ok(())
+        })?;
         std::thread::sleep(PACE);
     }
     futures::executor::block_on(client.flush())?;
@@ -535,12 +534,8 @@ impl Bench {
 }
 
 fn latency(epoch: Instant, msg: &async_nats::Message) -> Option<Duration> {
-    let tp = msg
-        .headers
-        .as_ref()?
-        .get("traceparent")?
-        .as_str()
-        .to_string();
+    let headers = msg.headers.as_ref()?;
+    let tp = headers.get("traceparent")?.as_str();
     let sent = u64::from_str_radix(tp.get(3..35)?, 16).ok()?;
     Some(epoch.elapsed().saturating_sub(Duration::from_nanos(sent)))
 }
@@ -688,6 +683,11 @@ impl HostProcess {
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // `EVHOST_BENCH_WORKERS=N` runs the host with N tokio workers (the
+        // benchmark's own runtime keeps the default).
+        if let Ok(workers) = std::env::var("EVHOST_BENCH_WORKERS") {
+            cmd.env("TOKIO_WORKER_THREADS", workers);
+        }
         if let Some(home) = cache_home {
             cmd.env("HOME", home)
                 .env("XDG_CACHE_HOME", home.join(".cache"));
