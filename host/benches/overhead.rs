@@ -86,6 +86,7 @@ impl Case {
     }
 }
 
+#[derive(Clone)]
 struct Row {
     mode: Mode,
     payload: usize,
@@ -878,6 +879,19 @@ fn extras(url: &str, plugins: &Path) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// For each case (the same position in every round), the round whose rate
+/// is the median (for an even number of rounds, the upper of the middle two).
+fn medians(rounds: Vec<Vec<Row>>) -> Vec<Row> {
+    let cases = rounds.first().map_or(0, Vec::len);
+    (0..cases)
+        .map(|i| {
+            let mut runs: Vec<&Row> = rounds.iter().map(|round| &round[i]).collect();
+            runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+            runs[runs.len() / 2].clone()
+        })
+        .collect()
+}
+
 fn us(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1e6)
 }
@@ -973,6 +987,15 @@ async fn main() -> anyhow::Result<()> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // `--rounds N`: measure every case N times, interleaved, and report each
+    // case's median round (the machine's noise moves single runs a lot).
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|r| r.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
     // `--latency-rate N` (with `--only CONFIG:CASE`): take latency at N
     // messages/s instead of half the measured rate.
     let latency_rate = args
@@ -1016,22 +1039,27 @@ async fn main() -> anyhow::Result<()> {
                 rows.push(row);
                 continue;
             }
-            // evhost first: each pair's latency is taken at the same rate,
-            // half of what evhost sustained.
-            let noop = bench.run(mode, Case::Noop, size, None).await?;
-            let bare = bench
-                .run(mode, Case::Bare, size, Some(noop.latency_rate))
-                .await?;
-            let payment = bench.run(mode, Case::Payment, size, None).await?;
-            let native = bench
-                .run(mode, Case::Native, size, Some(payment.latency_rate))
-                .await?;
-            let mut group = vec![bare, native, noop, payment];
-            if mode == Mode::Core && size == 128 {
-                group.push(bench.run(mode, Case::NoopFresh, size, None).await?);
+            // Each round measures every case once, evhost first: each pair's
+            // latency is taken at the same rate, half of what evhost
+            // sustained. With several rounds, each case reports its median.
+            let mut rounds_run = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let noop = bench.run(mode, Case::Noop, size, None).await?;
+                let bare = bench
+                    .run(mode, Case::Bare, size, Some(noop.latency_rate))
+                    .await?;
+                let payment = bench.run(mode, Case::Payment, size, None).await?;
+                let native = bench
+                    .run(mode, Case::Native, size, Some(payment.latency_rate))
+                    .await?;
+                let mut group = vec![bare, native, noop, payment];
+                if mode == Mode::Core && size == 128 {
+                    group.push(bench.run(mode, Case::NoopFresh, size, None).await?);
+                }
+                eprint!("{}", table(&group));
+                rounds_run.push(group);
             }
-            eprint!("{}", table(&group));
-            rows.extend(group);
+            rows.extend(medians(rounds_run));
         }
     }
     let table = table(&rows);
@@ -1066,8 +1094,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(0);
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let doc = format!(
-        "# Benchmarks\n\nMeasured {date} on this machine ({cores} cores, {:.1} GiB memory), one run, with\n\
-         `RUST_BACKTRACE` unset:\n\n    cargo bench -p evhost --bench overhead -- --duration {}\n\n\
+        "# Benchmarks\n\nMeasured {date} on this machine ({cores} cores, {:.1} GiB memory), {}, with\n\
+         `RUST_BACKTRACE` unset:\n\n    cargo bench -p evhost --bench overhead -- --duration {}{}\n\n\
          Each throughput figure is sustained over {} s after a warm-up, closed loop (at most {WINDOW} messages\n\
          outstanding). \"evhost CPU\" is the host process's user + system CPU time per message over that run.\n\
          Latency is publish → output received over 5 s at a fixed rate, from a publisher that sends what\n\
@@ -1078,7 +1106,17 @@ async fn main() -> anyhow::Result<()> {
          pull consumer with explicit acks. evhost runs the plugin with `concurrency = 256`, default isolation\n\
          (`reuse`).\n\n{table}\n## Load, reload and memory\n\n{extra_table}",
         mem as f64 / 1024.0 / 1024.0,
+        if rounds == 1 {
+            "one run".to_string()
+        } else {
+            format!("one run of {rounds} interleaved rounds, each case's median round shown")
+        },
         duration.as_secs(),
+        if rounds == 1 {
+            String::new()
+        } else {
+            format!(" --rounds {rounds}")
+        },
         duration.as_secs(),
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
