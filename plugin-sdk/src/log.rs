@@ -1,7 +1,7 @@
 //! Logging to the host's log, tagged with the plugin's name. The macros
 //! (`evhost_sdk::info!("x {}", y)` and friends) format like `format!`, and
-//! only when the host records that level: a per-message `debug!` costs
-//! nothing in a host logging at `info`.
+//! only when the host records that level: a per-message `debug!` costs one
+//! remembered check in a host logging at `info`.
 
 use std::cell::Cell;
 
