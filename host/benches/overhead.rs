@@ -99,6 +99,9 @@ struct Row {
     /// CPU time the evhost process spent per message during the throughput
     /// run (user + system), for the evhost cases.
     host_cpu: Option<Duration>,
+    /// The same during the latency run at half load, where messages arrive
+    /// paced, a few at a time, rather than in the closed loop's batches.
+    paced_cpu: Option<Duration>,
 }
 
 struct Bench {
@@ -467,6 +470,7 @@ impl Bench {
         // publish → output path includes the stream and is reported as such).
         // Latency: first at a light fixed rate (the cost of each hop with
         // no queue), then at half the measured rate.
+        let mut paced_cpu = None;
         let (light_latency, latency) = if self.smoke {
             (None, None)
         } else {
@@ -491,7 +495,14 @@ impl Bench {
                     }))
                 }
             };
-            (sample(LIGHT_RATE).await?, sample(latency_rate).await?)
+            let light = sample(LIGHT_RATE).await?;
+            let cpu_before = host.as_ref().map(HostProcess::cpu_time);
+            let half = sample(latency_rate).await?;
+            paced_cpu = host.as_ref().zip(cpu_before).map(|(h, before)| {
+                let sent = (latency_rate * LATENCY_RUN.as_secs_f64()).max(1.0);
+                h.cpu_time().saturating_sub(before).div_f64(sent)
+            });
+            (light, half)
         };
         for t in tasks {
             t.abort();
@@ -509,6 +520,7 @@ impl Bench {
             latency_rate,
             light_latency,
             host_cpu,
+            paced_cpu,
         })
     }
 
@@ -896,10 +908,16 @@ fn us(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1e6)
 }
 
+/// A CPU time per message, in µs to two places; empty when not measured.
+fn micros(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.2}", d.as_secs_f64() * 1e6))
+        .unwrap_or_default()
+}
+
 fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| mode | payload | case | msgs/s | ratio | evhost CPU µs/msg | latency µs at 10 000 msgs/s: p50 / p99 / p99.9 | half load msgs/s | latency µs at half load: p50 / p99 / p99.9 | p99 added µs: light / half |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| mode | payload | case | msgs/s | ratio | evhost CPU µs/msg | latency µs at 10 000 msgs/s: p50 / p99 / p99.9 | half load msgs/s | latency µs at half load: p50 / p99 / p99.9 | evhost CPU µs/msg at half load | p99 added µs: light / half |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let triple = |l: Option<[Duration; 3]>| match l {
         Some([a, b, c]) => format!("{} / {} / {}", us(a), us(b), us(c)),
@@ -935,7 +953,7 @@ fn table(rows: &[Row]) -> String {
             )
         });
         t.push_str(&format!(
-            "| {} | {} B | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} |\n",
+            "| {} | {} B | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} |\n",
             if r.mode == Mode::Core {
                 "core"
             } else {
@@ -951,12 +969,11 @@ fn table(rows: &[Row]) -> String {
             },
             r.rate,
             ratio.unwrap_or_default(),
-            r.host_cpu
-                .map(|c| format!("{:.2}", c.as_secs_f64() * 1e6))
-                .unwrap_or_default(),
+            micros(r.host_cpu),
             triple(r.light_latency),
             r.latency_rate,
             triple(r.latency),
+            micros(r.paced_cpu),
             added.unwrap_or_default(),
         ));
     }

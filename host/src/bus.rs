@@ -20,23 +20,29 @@ pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 /// slow consumer and drops. Core NATS has no flow control: this bounds memory.
 pub const SUBSCRIPTION_CAPACITY: usize = 8192;
 
-/// Connects to `url`. An unreachable server is an error at once, not a retry
-/// loop; once connected, the client reconnects by itself.
-pub async fn connect(url: &str) -> anyhow::Result<Client> {
+/// Connects to `url` as `name` (the connection name the server shows). An
+/// unreachable server is an error at once, not a retry loop; once connected,
+/// the client reconnects by itself.
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
+    let connection: std::sync::Arc<str> = name.into();
     async_nats::ConnectOptions::new()
-        .name("evhost")
+        .name(name)
         .connection_timeout(Duration::from_secs(5))
         .subscription_capacity(SUBSCRIPTION_CAPACITY)
         .max_reconnects(None)
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
-                async_nats::Event::SlowConsumer(sid) => tracing::warn!(
-                    subscription = sid,
-                    "slow consumer: NATS messages dropped because a plugin cannot keep up (use JetStream for lossless delivery)"
-                ),
-                other => tracing::info!(event = %other, "NATS event"),
+        .event_callback(move |event| {
+            let connection = connection.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!(%connection, "connected to NATS"),
+                    async_nats::Event::Disconnected => tracing::warn!(%connection, "disconnected from NATS; reconnecting"),
+                    async_nats::Event::SlowConsumer(sid) => tracing::warn!(
+                        %connection,
+                        subscription = sid,
+                        "slow consumer: NATS messages dropped because a plugin cannot keep up (use JetStream for lossless delivery)"
+                    ),
+                    other => tracing::info!(%connection, event = %other, "NATS event"),
+                }
             }
         })
         .connect(url)

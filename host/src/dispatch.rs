@@ -1,9 +1,10 @@
 //! Moving messages from a plugin's subscriptions into its handler: a bounded
 //! number at once (backpressure), each attempt classified, retried with
 //! backoff, published or dead-lettered. One [`serve`] task per plugin runs a
-//! few [`lane`]s: each has its own queue subscriptions and keeps its messages
-//! in flight inside its own task, so a message costs no task spawn and no
-//! hand-off between threads.
+//! few [`lane`]s, each on a [`shard`](crate::shard) of its own: a lane has
+//! its own queue subscriptions on its shard's connection and keeps its
+//! messages in flight inside its own task, so a message costs no task spawn
+//! and no hand-off between threads.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +23,7 @@ use crate::lane::{InFlight, cores, lane_limits};
 use crate::metrics::Counters;
 use crate::outcome::{Decision, Failure, FailureKind, decide};
 use crate::plugin::Plugin;
+use crate::shard::Shards;
 
 /// The current version of a plugin. A reload stores a new one; messages
 /// already started keep the version they loaded.
@@ -85,10 +87,11 @@ impl Serving {
 }
 
 impl Lanes {
-    /// Subscribes every lane (all in the plugin's queue group, so the server
-    /// spreads messages over them), then starts them on `tracker`.
+    /// Subscribes every lane on the connection of the shard it will run on
+    /// (all in the plugin's queue group, so the server spreads messages over
+    /// them), then starts each on its shard, tracked by `tracker`.
     async fn start(
-        client: &Client,
+        shards: &Shards,
         slot: &Arc<Slot>,
         tracker: &TaskTracker,
     ) -> anyhow::Result<Self> {
@@ -96,17 +99,23 @@ impl Lanes {
         let limits = lane_limits(serving.concurrency, cores());
         let mut subscribed = Vec::with_capacity(limits.len());
         for _ in &limits {
-            subscribed.push(bus::subscribe(client, &serving.subjects, &serving.queue_group).await?);
+            let shard = shards.pick();
+            let subs =
+                bus::subscribe(&shard.client, &serving.subjects, &serving.queue_group).await?;
+            subscribed.push((shard, subs));
         }
         let stop = CancellationToken::new();
-        for (subs, limit) in subscribed.into_iter().zip(limits) {
-            tracker.spawn(lane(
-                client.clone(),
-                slot.clone(),
-                subs,
-                limit,
-                stop.clone(),
-            ));
+        for ((shard, subs), limit) in subscribed.into_iter().zip(limits) {
+            tracker.spawn_on(
+                lane(
+                    shard.client.clone(),
+                    slot.clone(),
+                    subs,
+                    limit,
+                    stop.clone(),
+                ),
+                &shard.handle,
+            );
         }
         Ok(Lanes { serving, stop })
     }
@@ -117,13 +126,13 @@ impl Lanes {
 /// group or concurrency starts new lanes before the old ones drain, so no
 /// message is lost. Returns once every message taken has been handled.
 pub async fn serve(
-    client: Client,
+    shards: Arc<Shards>,
     slot: Arc<Slot>,
     mut control: mpsc::Receiver<Control>,
     ready: oneshot::Sender<anyhow::Result<()>>,
 ) {
     let tracker = TaskTracker::new();
-    let mut lanes = match Lanes::start(&client, &slot, &tracker).await {
+    let mut lanes = match Lanes::start(&shards, &slot, &tracker).await {
         Ok(lanes) => lanes,
         Err(err) => {
             let _ = ready.send(Err(err));
@@ -135,7 +144,7 @@ pub async fn serve(
         if Serving::of(&slot.current()) == lanes.serving {
             continue;
         }
-        match Lanes::start(&client, &slot, &tracker).await {
+        match Lanes::start(&shards, &slot, &tracker).await {
             Ok(fresh) => std::mem::replace(&mut lanes, fresh).stop.cancel(),
             Err(err) => tracing::error!(
                 plugin = %slot.current().name, error = format!("{err:#}"),

@@ -12,9 +12,11 @@ use anyhow::Context as _;
 use tokio::sync::oneshot;
 
 use crate::bus;
+use crate::lane::cores;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeOptions};
+use crate::shard::Shards;
 use crate::watcher::{self, DirWatcher, Settling};
 
 /// How `evhost run` is configured.
@@ -56,10 +58,17 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
             let _ = metrics_stopped.await;
         }));
     }
-    let client = bus::connect(&options.nats_url).await?;
+    let client = bus::connect(&options.nats_url, "evhost").await?;
+    let shards = Arc::new(Shards::start(&options.nats_url, cores()).await?);
     // Watch before the first scan, so a file written in between is not missed.
     let mut watcher = DirWatcher::start(&dir)?;
-    let mut registry = Registry::new(dir.clone(), runtime, client.clone(), metrics);
+    let mut registry = Registry::new(
+        dir.clone(),
+        runtime,
+        client.clone(),
+        shards.clone(),
+        metrics,
+    );
     for name in registry.scan()? {
         registry.sync(&name).await;
     }
@@ -95,6 +104,7 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
             "drain timed out; messages still in flight were not finished"
         );
     }
+    shards.stop().await?;
     client
         .flush()
         .await

@@ -1,8 +1,9 @@
 //! evhost: a host for NATS event handlers written as WebAssembly components.
 //!
 //! A message travels: [`bus`] receives it on a plugin's subscription,
-//! [`dispatch`] takes it in one of the plugin's [`lane`]s when a handler slot
-//! is free and calls the current
+//! [`dispatch`] takes it in one of the plugin's [`lane`]s (each on a
+//! [`shard`]: a thread with its own connection) when a handler slot is free
+//! and calls the current
 //! [`plugin`] version inside the [`runtime`]'s sandbox ([`sandbox`]);
 //! [`outcome`] decides between publishing the outputs, retrying after a
 //! [`backoff`], or a dead letter ([`deadletter`]). [`registry`] swaps plugin
@@ -29,5 +30,6 @@ pub mod plugin;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;
+pub mod shard;
 pub mod subject;
 pub mod watcher;

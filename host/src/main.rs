@@ -240,7 +240,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 DlqAction::List(args) => (args, false),
                 DlqAction::Replay(args) => (args, true),
             };
-            let client = evhost::bus::connect(&args.nats).await?;
+            let client = evhost::bus::connect(&args.nats, "evhost dlq").await?;
             let source = dlq::Source {
                 subject: args.subject,
                 stream: args.stream,

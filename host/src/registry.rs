@@ -17,6 +17,7 @@ use crate::dispatch::{self, Control, Slot};
 use crate::metrics::Metrics;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
+use crate::shard::Shards;
 
 /// One served plugin: its current version and its serve task.
 struct Entry {
@@ -31,6 +32,7 @@ pub struct Registry {
     dir: PathBuf,
     runtime: Runtime,
     client: Client,
+    shards: Arc<Shards>,
     metrics: Arc<Metrics>,
     plugins: HashMap<String, Entry>,
 }
@@ -62,13 +64,20 @@ pub fn plugin_name(path: &Path) -> Option<String> {
 }
 
 impl Registry {
-    /// An empty registry serving plugins from `dir` over `client`, counting
-    /// into `metrics`.
-    pub fn new(dir: PathBuf, runtime: Runtime, client: Client, metrics: Arc<Metrics>) -> Self {
+    /// An empty registry serving plugins from `dir`: core NATS plugins on
+    /// `shards`, JetStream plugins over `client`; counting into `metrics`.
+    pub fn new(
+        dir: PathBuf,
+        runtime: Runtime,
+        client: Client,
+        shards: Arc<Shards>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Registry {
             dir,
             runtime,
             client,
+            shards,
             metrics,
             plugins: HashMap::new(),
         }
@@ -196,7 +205,7 @@ impl Registry {
             ))
         } else {
             tokio::spawn(dispatch::serve(
-                self.client.clone(),
+                self.shards.clone(),
                 slot.clone(),
                 orders,
                 ready,

@@ -1,0 +1,131 @@
+//! Shards: one thread per core, each running a single-threaded tokio runtime
+//! with its own NATS connection. A core NATS lane runs on a shard and takes
+//! its messages on that shard's connection, so a message is read, handled and
+//! its outputs written on one thread: no hand-off between threads, and no
+//! memory allocated on one thread and freed on another.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use anyhow::Context as _;
+use async_nats::Client;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use crate::bus;
+
+/// The shards of one host.
+pub struct Shards {
+    shards: Vec<Shard>,
+    /// Where the next lane goes: lanes are dealt round the shards, so
+    /// plugins with one lane each still spread over the cores.
+    next: AtomicUsize,
+}
+
+/// One shard's thread, runtime and connection.
+pub struct Shard {
+    /// The shard's own connection to NATS.
+    pub client: Client,
+    /// The shard's runtime, for spawning lanes on it.
+    pub handle: Handle,
+    /// Sending on it, or dropping it, ends the thread.
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shards {
+    /// Starts `count` shards (at least one), each connected to `url`.
+    pub async fn start(url: &str, count: usize) -> anyhow::Result<Shards> {
+        let mut shards = Vec::with_capacity(count.max(1));
+        for i in 0..count.max(1) {
+            shards.push(Shard::start(url, i).await?);
+        }
+        Ok(Shards {
+            shards,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The shard the next lane runs on.
+    pub fn pick(&self) -> &Shard {
+        &self.shards[self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len()]
+    }
+
+    /// Flushes what every shard has queued for NATS (the last outputs), then
+    /// ends the shards' threads; a lane still running (a drain that timed
+    /// out) ends with them.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        let mut flushed = Ok(());
+        for (i, shard) in self.shards.iter().enumerate() {
+            if let Err(err) = shard.client.flush().await {
+                flushed = Err(err)
+                    .with_context(|| format!("cannot flush the last outputs of shard {i} to NATS"));
+            }
+        }
+        let threads: Vec<_> = self
+            .shards
+            .iter()
+            .filter_map(|s| {
+                s.stop.lock().unwrap().take();
+                s.thread.lock().unwrap().take()
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await
+        .context("cannot join the shard threads")?;
+        flushed
+    }
+}
+
+impl Shard {
+    /// Starts shard `index`'s thread and connects it; returns once connected.
+    async fn start(url: &str, index: usize) -> anyhow::Result<Shard> {
+        let (started, connected) = oneshot::channel::<anyhow::Result<(Client, Handle)>>();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let url = url.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("evhost-shard-{index}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(err) => {
+                        let _ = started.send(Err(err).context("cannot start a shard runtime"));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    // Connected from inside the shard, so the connection's
+                    // task runs on the shard's thread.
+                    match bus::connect(&url, &format!("evhost shard {index}")).await {
+                        Ok(client) => {
+                            let _ = started.send(Ok((client, Handle::current())));
+                            // Runs the shard's lanes until told to stop (or
+                            // until `Shards` is dropped).
+                            let _ = stopped.await;
+                        }
+                        Err(err) => {
+                            let _ = started.send(Err(err));
+                        }
+                    }
+                });
+            })
+            .context("cannot start a shard thread")?;
+        let (client, handle) = connected
+            .await
+            .context("a shard thread ended while connecting")??;
+        Ok(Shard {
+            client,
+            handle,
+            stop: Mutex::new(Some(stop)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+}
