@@ -98,8 +98,7 @@ impl Lanes {
         let serving = Serving::of(&slot.current());
         let limits = lane_limits(serving.concurrency, cores());
         let mut subscribed = Vec::with_capacity(limits.len());
-        for _ in &limits {
-            let shard = shards.pick();
+        for shard in shards.deal(limits.len()) {
             let subs =
                 bus::subscribe(&shard.client, &serving.subjects, &serving.queue_group).await?;
             subscribed.push((shard, subs));

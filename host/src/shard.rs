@@ -1,8 +1,8 @@
 //! Shards: one thread per core, each running a single-threaded tokio runtime
 //! with its own NATS connection. A core NATS lane runs on a shard and takes
 //! its messages on that shard's connection, so a message is read, handled and
-//! its outputs written on one thread: no hand-off between threads, and no
-//! memory allocated on one thread and freed on another.
+//! its outputs written on one thread: no hand-off between threads, and the
+//! message's buffers freed on the thread that allocated them.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,9 +47,15 @@ impl Shards {
         })
     }
 
-    /// The shard the next lane runs on.
-    pub fn pick(&self) -> &Shard {
-        &self.shards[self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len()]
+    /// The shards for a plugin's `lanes` lanes, in order: consecutive shards
+    /// from where the last plugin's lanes ended, so a plugin's lanes never
+    /// share a shard while there are shards enough, and plugins with one
+    /// lane each still spread over the cores.
+    pub fn deal(&self, lanes: usize) -> Vec<&Shard> {
+        let start = self.next.fetch_add(lanes, Ordering::Relaxed);
+        dealt(start, lanes, self.shards.len())
+            .map(|i| &self.shards[i])
+            .collect()
     }
 
     /// Flushes what every shard has queued for NATS (the last outputs), then
@@ -127,5 +133,31 @@ impl Shard {
             stop: Mutex::new(Some(stop)),
             thread: Mutex::new(Some(thread)),
         })
+    }
+}
+
+/// The shard indices for `lanes` lanes dealt from `start` round `shards`.
+fn dealt(start: usize, lanes: usize, shards: usize) -> impl Iterator<Item = usize> {
+    (0..lanes).map(move |i| start.wrapping_add(i) % shards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dealt;
+
+    #[test]
+    fn lanes_are_dealt_round_the_shards() {
+        let deal = |start, lanes, shards| dealt(start, lanes, shards).collect::<Vec<_>>();
+        assert_eq!(
+            deal(0, 2, 2),
+            vec![0, 1],
+            "a plugin's two lanes on two shards"
+        );
+        assert_eq!(deal(1, 2, 2), vec![1, 0]);
+        assert_eq!(deal(3, 1, 2), vec![1], "one-lane plugins alternate");
+        assert_eq!(deal(4, 1, 2), vec![0]);
+        assert_eq!(deal(5, 3, 4), vec![1, 2, 3]);
+        assert_eq!(deal(7, 2, 1), vec![0, 0], "one shard takes every lane");
+        assert_eq!(deal(usize::MAX, 2, 2), vec![1, 0], "the counter may wrap");
     }
 }
