@@ -102,6 +102,10 @@ struct Row {
     /// The same during the latency run at half load, where messages arrive
     /// paced, a few at a time, rather than in the closed loop's batches.
     paced_cpu: Option<Duration>,
+    /// The share of the machine's CPU time (all cores) left idle during the
+    /// latency run at half load: near zero means everything on the machine
+    /// (nats-server, the benchmark, the host) queued for a core.
+    paced_idle: Option<f64>,
 }
 
 struct Bench {
@@ -471,6 +475,7 @@ impl Bench {
         // Latency: first at a light fixed rate (the cost of each hop with
         // no queue), then at half the measured rate.
         let mut paced_cpu = None;
+        let mut paced_idle = None;
         let (light_latency, latency) = if self.smoke {
             (None, None)
         } else {
@@ -482,22 +487,26 @@ impl Bench {
                 let latencies = latencies.clone();
                 async move {
                     latencies.lock().unwrap().clear();
+                    let before = MachineCpu::now();
                     tokio::task::spawn_blocking(move || {
                         paced(&client, input, reply, &payload, rate, LATENCY_RUN, epoch)
                     })
                     .await??;
+                    let idle = idle_share(before, MachineCpu::now());
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     let mut l = std::mem::take(&mut *latencies.lock().unwrap());
                     l.sort();
-                    anyhow::Ok((l.len() > 100).then(|| {
+                    let percentiles = (l.len() > 100).then(|| {
                         let p = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
                         [p(0.5), p(0.99), p(0.999)]
-                    }))
+                    });
+                    anyhow::Ok((percentiles, idle))
                 }
             };
-            let light = sample(LIGHT_RATE).await?;
+            let (light, _) = sample(LIGHT_RATE).await?;
             let cpu_before = host.as_ref().map(HostProcess::cpu_time);
-            let half = sample(latency_rate).await?;
+            let (half, idle) = sample(latency_rate).await?;
+            paced_idle = idle;
             paced_cpu = host.as_ref().zip(cpu_before).map(|(h, before)| {
                 let sent = (latency_rate * LATENCY_RUN.as_secs_f64()).max(1.0);
                 h.cpu_time().saturating_sub(before).div_f64(sent)
@@ -521,6 +530,7 @@ impl Bench {
             light_latency,
             host_cpu,
             paced_cpu,
+            paced_idle,
         })
     }
 
@@ -696,7 +706,8 @@ impl HostProcess {
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // `EVHOST_BENCH_WORKERS=N` runs the host with N tokio workers (the
+        // `EVHOST_BENCH_WORKERS=N` runs the host's main runtime (JetStream
+        // lanes; core NATS lanes run on the shards) with N tokio workers (the
         // benchmark's own runtime keeps the default).
         if let Ok(workers) = std::env::var("EVHOST_BENCH_WORKERS") {
             cmd.env("TOKIO_WORKER_THREADS", workers);
@@ -904,6 +915,39 @@ fn medians(rounds: Vec<Vec<Row>>) -> Vec<Row> {
         .collect()
 }
 
+/// The whole machine's CPU time so far (all cores, in clock ticks), from
+/// the first line of `/proc/stat`.
+#[derive(Clone, Copy)]
+struct MachineCpu {
+    idle: u64,
+    total: u64,
+}
+
+impl MachineCpu {
+    fn now() -> Option<MachineCpu> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already counted in user).
+        let total = ticks.iter().take(8).sum();
+        let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
+        Some(MachineCpu { idle, total })
+    }
+}
+
+/// The share of the machine's CPU time between `before` and `after` that was idle.
+fn idle_share(before: Option<MachineCpu>, after: Option<MachineCpu>) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    let total = after.total.checked_sub(before.total).filter(|&t| t > 0)?;
+    Some(after.idle.saturating_sub(before.idle) as f64 / total as f64)
+}
+
 fn us(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1e6)
 }
@@ -916,8 +960,8 @@ fn micros(d: Option<Duration>) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| mode | payload | case | msgs/s | ratio | evhost CPU µs/msg | latency µs at 10 000 msgs/s: p50 / p99 / p99.9 | half load msgs/s | latency µs at half load: p50 / p99 / p99.9 | evhost CPU µs/msg at half load | p99 added µs: light / half |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| mode | payload | case | msgs/s | ratio | evhost CPU µs/msg | latency µs at 10 000 msgs/s: p50 / p99 / p99.9 | half load msgs/s | latency µs at half load: p50 / p99 / p99.9 | evhost CPU µs/msg at half load | machine idle at half load | p99 added µs: light / half |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let triple = |l: Option<[Duration; 3]>| match l {
         Some([a, b, c]) => format!("{} / {} / {}", us(a), us(b), us(c)),
@@ -953,7 +997,7 @@ fn table(rows: &[Row]) -> String {
             )
         });
         t.push_str(&format!(
-            "| {} | {} B | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} |\n",
+            "| {} | {} B | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} | {} |\n",
             if r.mode == Mode::Core {
                 "core"
             } else {
@@ -974,6 +1018,9 @@ fn table(rows: &[Row]) -> String {
             r.latency_rate,
             triple(r.latency),
             micros(r.paced_cpu),
+            r.paced_idle
+                .map(|i| format!("{:.0} %", i * 100.0))
+                .unwrap_or_default(),
             added.unwrap_or_default(),
         ));
     }
@@ -1118,7 +1165,12 @@ async fn main() -> anyhow::Result<()> {
          Latency is publish → output received over 5 s at a fixed rate, from a publisher that sends what\n\
          is due every 100 µs: once at 10 000 msgs/s (light load), once at half of what evhost sustained in\n\
          that configuration (the same rate for the baseline it is compared with). \"p99 added\" is the\n\
-         evhost case's p99 minus its baseline's, (c) − (a) and (d) − (b).\n\
+         evhost case's p99 minus its baseline's, (c) − (a) and (d) − (b). On core NATS, noop answers a\n\
+         reply subject in the latency runs (there is nothing else to time), so its CPU at half load\n\
+         includes publishing one reply per message, which its closed-loop figure does not. \"Machine\n\
+         idle\" is the share of the machine's CPU time (all cores) left idle during the half-load\n\
+         run: near 0 %, the host, nats-server and the benchmark's own publisher and counter queue for\n\
+         the cores, and the half-load latency is that queue.\n\
          On JetStream, \"completed\" means acked (the consumer's ack floor); (a) and (b) use a bare durable\n\
          pull consumer with explicit acks. evhost runs the plugin with `concurrency = 256`, default isolation\n\
          (`reuse`).\n\n{table}\n## Load, reload and memory\n\n{extra_table}",
