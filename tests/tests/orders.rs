@@ -294,6 +294,15 @@ async fn guest_debug_lines_follow_the_host_log_level() {
             publish(&client, "orders.order.created", &[], &order.to_bytes()).await;
             next_message(&mut payments, WAIT, "payment", &host).await;
         }
+        // The log is read from the host's stderr on a thread of its own and
+        // can lag behind the outputs on NATS: stop the host, which reads its
+        // log to the end, before counting the lines in it.
+        host.sigterm();
+        assert!(
+            host.wait_exit(WAIT).await.success(),
+            "{}",
+            host.log_report()
+        );
         let charged = host.find_logs(|l| {
             l.field_str("plugin").as_deref() == Some("payment")
                 && l.message().is_some_and(|m| m.starts_with("charged "))
