@@ -18,8 +18,7 @@ use crate::bus;
 /// The shards of one host.
 pub struct Shards {
     shards: Vec<Shard>,
-    /// Where the next lane goes: lanes are dealt round the shards, so
-    /// plugins with one lane each still spread over the cores.
+    /// Where the next plugin's lanes start (see [`Shards::deal`]).
     next: AtomicUsize,
 }
 
@@ -29,9 +28,9 @@ pub struct Shard {
     pub client: Client,
     /// The shard's runtime, for spawning lanes on it.
     pub handle: Handle,
-    /// Sending on it, or dropping it, ends the thread.
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The thread, and the sender whose drop ends it; taken by
+    /// [`Shards::stop`]. Dropping the `Shard` ends the thread too.
+    running: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl Shards {
@@ -72,10 +71,8 @@ impl Shards {
         let threads: Vec<_> = self
             .shards
             .iter()
-            .filter_map(|s| {
-                s.stop.lock().unwrap().take();
-                s.thread.lock().unwrap().take()
-            })
+            .filter_map(|s| s.running.lock().unwrap().take())
+            .map(|(_stop, thread)| thread)
             .collect();
         tokio::task::spawn_blocking(move || {
             for t in threads {
@@ -113,8 +110,8 @@ impl Shard {
                     match bus::connect(&url, &format!("evhost shard {index}")).await {
                         Ok(client) => {
                             let _ = started.send(Ok((client, Handle::current())));
-                            // Runs the shard's lanes until told to stop (or
-                            // until `Shards` is dropped).
+                            // Runs the shard's lanes until the stop sender
+                            // is dropped.
                             let _ = stopped.await;
                         }
                         Err(err) => {
@@ -130,8 +127,7 @@ impl Shard {
         Ok(Shard {
             client,
             handle,
-            stop: Mutex::new(Some(stop)),
-            thread: Mutex::new(Some(thread)),
+            running: Mutex::new(Some((stop, thread))),
         })
     }
 }
