@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::{Client, HeaderMap, Subscriber};
 use bytes::Bytes;
-use futures::stream::SelectAll;
 
-use crate::runtime::{Message, Outgoing};
+use crate::merge::Merged;
+use crate::runtime::{MessageRef, Outgoing};
 
 /// Headers copied from an input onto its outputs when the output has none of
 /// its own: W3C trace context.
@@ -50,8 +50,8 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
         .with_context(|| format!("cannot connect to NATS at {url}"))
 }
 
-/// All subscriptions of one plugin, read as one stream.
-pub type Subscriptions = SelectAll<Subscriber>;
+/// All subscriptions of one lane, read as one stream.
+pub type Subscriptions = Merged<Subscriber>;
 
 /// Subscribes each of `subjects` in queue group `queue`, and flushes so the
 /// server knows of them before this returns.
@@ -60,7 +60,7 @@ pub async fn subscribe(
     subjects: &[String],
     queue: &str,
 ) -> anyhow::Result<Subscriptions> {
-    let mut all = SelectAll::new();
+    let mut all = Vec::with_capacity(subjects.len());
     for subject in subjects {
         let sub = client
             .queue_subscribe(subject.clone(), queue.to_string())
@@ -72,7 +72,7 @@ pub async fn subscribe(
         .flush()
         .await
         .context("cannot flush subscriptions to NATS")?;
-    Ok(all)
+    Ok(all.into_iter().collect())
 }
 
 /// Asks the server to stop sending to `subs`; messages already on their way
@@ -85,26 +85,27 @@ pub async fn drain(subs: &mut Subscriptions) {
     }
 }
 
-/// The handler's view of a NATS message, on delivery number `attempt`.
-pub fn to_message(msg: &async_nats::Message, attempt: u32) -> Message {
-    Message {
-        subject: msg.subject.to_string(),
+/// The handler's view of a NATS message, on delivery number `attempt`,
+/// borrowed from it.
+pub fn to_message(msg: &async_nats::Message, attempt: u32) -> MessageRef<'_> {
+    MessageRef {
+        subject: msg.subject.as_str(),
         headers: header_pairs(msg.headers.as_ref()),
-        payload: msg.payload.to_vec(),
-        reply_to: msg.reply.as_ref().map(|r| r.to_string()),
+        payload: &msg.payload,
+        reply_to: msg.reply.as_ref().map(|r| r.as_str()),
         attempt,
     }
 }
 
 /// Every header as a (name, value) pair, repeated names kept.
-pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(String, String)> {
+pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(&str, &str)> {
     let Some(headers) = headers else {
         return Vec::new();
     };
     let mut pairs = Vec::new();
     for (name, values) in headers.iter() {
         for value in values {
-            pairs.push((name.to_string(), value.as_str().to_string()));
+            pairs.push((name.as_ref(), value.as_str()));
         }
     }
     pairs
@@ -188,16 +189,13 @@ mod tests {
         input.append("x-tag", "a");
         input.append("x-tag", "b");
         let pairs = header_pairs(Some(&input));
-        assert_eq!(
-            pairs,
-            vec![
-                ("x-tag".to_string(), "a".to_string()),
-                ("x-tag".to_string(), "b".to_string())
-            ]
-        );
+        assert_eq!(pairs, vec![("x-tag", "a"), ("x-tag", "b")]);
         let out = Outgoing {
             subject: "s".into(),
-            headers: pairs,
+            headers: pairs
+                .iter()
+                .map(|&(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             payload: vec![],
         };
         assert_eq!(output_headers(&out, None).get_all("x-tag").count(), 2);

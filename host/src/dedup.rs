@@ -28,12 +28,12 @@ impl DedupKey {
     }
 
     /// The id of a message, if it has one.
-    pub fn extract(&self, headers: &[(String, String)], payload: &[u8]) -> Option<String> {
+    pub fn extract(&self, headers: &[(&str, &str)], payload: &[u8]) -> Option<String> {
         match self {
             DedupKey::Header(name) => headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v.to_string())
                 .filter(|v| !v.is_empty()),
             DedupKey::JsonPointer(pointer) => {
                 let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn extracts_ids() {
-        let headers = vec![("nats-msg-id".to_string(), "m-1".to_string())];
+        let headers = [("nats-msg-id", "m-1")];
         assert_eq!(
             DedupKey::Header("Nats-Msg-Id".into()).extract(&headers, b""),
             Some("m-1".into())

@@ -189,8 +189,15 @@ async fn lane(
 
 /// Handles one message to the end: attempts with backoff until it succeeds
 /// or is dead-lettered. Each attempt uses the plugin's current version.
-pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
-    let mut plugin = slot.current();
+/// A plain function returning the future (rather than an `async fn` around
+/// an instrumented block): the future is built once, where the caller boxes
+/// it, instead of being moved through two more layers for every message.
+pub fn handle<'a>(
+    client: &'a Client,
+    slot: &'a Slot,
+    msg: async_nats::Message,
+) -> impl Future<Output = ()> + Send + 'a {
+    let plugin = slot.current();
     let span = tracing::debug_span!(
         "message",
         plugin = %plugin.name,
@@ -199,53 +206,58 @@ pub async fn handle(client: &Client, slot: &Slot, msg: async_nats::Message) {
         outcome = field::Empty,
         duration_us = field::Empty,
     );
+    attempts(client, slot, msg, plugin, span.clone()).instrument(span)
+}
+
+async fn attempts(
+    client: &Client,
+    slot: &Slot,
+    msg: async_nats::Message,
+    mut plugin: Arc<Plugin>,
+    span: tracing::Span,
+) {
     // Timed only when someone listens: a clock read per message is not free.
     let started = (!span.is_disabled()).then(Instant::now);
-    async {
-        let mut attempt = 1;
-        loop {
-            let input = bus::to_message(&msg, attempt);
-            let failure = match plugin.call(&input).await {
-                Ok(outputs) => {
-                    match bus::publish_outputs(client, outputs, msg.headers.as_ref()).await {
-                        Ok(()) => {
-                            slot.counters.handled();
-                            finish(&span, attempt, "ok", started);
-                            return;
-                        }
-                        Err(err) => Failure::new(
-                            FailureKind::Transient,
-                            format!("cannot publish outputs: {err}"),
-                        ),
+    let mut attempt = 1;
+    loop {
+        let input = bus::to_message(&msg, attempt);
+        let failure = match plugin.call(&input).await {
+            Ok(outputs) => {
+                match bus::publish_outputs(client, outputs, msg.headers.as_ref()).await {
+                    Ok(()) => {
+                        slot.counters.handled();
+                        finish(&span, attempt, "ok", started);
+                        return;
                     }
+                    Err(err) => Failure::new(
+                        FailureKind::Transient,
+                        format!("cannot publish outputs: {err}"),
+                    ),
                 }
-                Err(failure) => failure,
-            };
-            match decide(failure.kind, attempt, plugin.settings.max_attempts) {
-                Decision::Retry => {
-                    slot.counters.retry();
-                    let delay = plugin.retry_delay(attempt, &failure, "attempt failed; retrying");
-                    // Boxed, like the dead letter below: the rare paths stay
-                    // out of every message's future.
-                    Box::pin(tokio::time::sleep(delay)).await;
-                    attempt += 1;
-                    plugin = slot.current();
+            }
+            Err(failure) => failure,
+        };
+        match decide(failure.kind, attempt, plugin.settings.max_attempts) {
+            Decision::Retry => {
+                slot.counters.retry();
+                let delay = plugin.retry_delay(attempt, &failure, "attempt failed; retrying");
+                // Boxed, like the dead letter below: the rare paths stay
+                // out of every message's future.
+                Box::pin(tokio::time::sleep(delay)).await;
+                attempt += 1;
+                plugin = slot.current();
+            }
+            Decision::DeadLetter(kind) => {
+                let letter = DeadLetter::of(&plugin, &msg, kind, &failure.message, attempt, None);
+                let subject = letter.subject(&plugin.settings.dead_letter_prefix);
+                if Box::pin(publish_dead_letter(client, subject, &letter, &msg)).await {
+                    slot.counters.dead_lettered(kind);
                 }
-                Decision::DeadLetter(kind) => {
-                    let letter =
-                        DeadLetter::of(&plugin, &msg, kind, &failure.message, attempt, None);
-                    let subject = letter.subject(&plugin.settings.dead_letter_prefix);
-                    if Box::pin(publish_dead_letter(client, subject, &letter, &msg)).await {
-                        slot.counters.dead_lettered(kind);
-                    }
-                    finish(&span, attempt, kind.as_str(), started);
-                    return;
-                }
+                finish(&span, attempt, kind.as_str(), started);
+                return;
             }
         }
     }
-    .instrument(span.clone())
-    .await
 }
 
 /// Publishes a dead letter, trying again while the connection is down: a

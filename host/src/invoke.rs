@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::config::Manifest;
 use crate::outcome::FailureKind;
 use crate::plugin::Plugin;
-use crate::runtime::{Message, Runtime, RuntimeOptions};
+use crate::runtime::{MessageRef, Runtime, RuntimeOptions};
 
 /// Exit code of a message handled successfully.
 pub const EXIT_OK: u8 = 0;
@@ -101,10 +101,14 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         inv.subject
     );
     let plugin = load(&inv.wasm, inv.manifest.as_deref(), &inv.config).await?;
-    let message = Message {
-        subject: inv.subject.clone(),
-        headers: inv.headers.clone(),
-        payload,
+    let message = MessageRef {
+        subject: &inv.subject,
+        headers: inv
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect(),
+        payload: &payload,
         reply_to: None,
         attempt: inv.attempt.max(1),
     };

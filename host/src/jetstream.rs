@@ -446,7 +446,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
         // requester: the handler must not see it (or be allowed to publish there).
         let mut input = bus::to_message(&msg.message, attempt);
         input.reply_to = None;
-        let id = settings.dedup.as_ref().and_then(|k| k.extract(&input.headers, &input.payload));
+        let id = settings.dedup.as_ref().and_then(|k| k.extract(&input.headers, input.payload));
         let key = id.as_deref().map(|id| dedup::bucket_key(&plugin.name, id));
         if let (Some(store), Some(key)) = (&binding.dedup, &key) {
             match store.get(key.as_str()).await {

@@ -24,6 +24,7 @@ pub mod invoke;
 pub mod jetstream;
 pub mod lane;
 pub mod logging;
+pub mod merge;
 pub mod metrics;
 pub mod outcome;
 pub mod plugin;

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::Store;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex, Instance};
 
 use crate::config::{Isolation, PluginSettings};
 use crate::errors::one_line;
 use crate::outcome::{Failure, FailureKind};
-use crate::runtime::{Handler, HandlerError, HandlerPre, Message, Outgoing, Runtime, State};
+use crate::runtime::{
+    HandleExport, Handler, HandlerError, HandlerPre, MessageRef, Outgoing, Runtime, State,
+};
 use crate::subject;
 
 /// A plugin version, ready to handle messages. Shared by every message that
@@ -37,13 +39,15 @@ pub struct Plugin {
     config: Arc<BTreeMap<String, String>>,
     runtime: Runtime,
     pre: HandlerPre<State>,
+    handle_index: ComponentExportIndex,
     warm: Mutex<Vec<Warm>>,
 }
 
 /// An instance kept between messages in `reuse` isolation.
 struct Warm {
     store: Store<State>,
-    handler: Handler,
+    instance: Instance,
+    handle: HandleExport,
     served: u64,
 }
 
@@ -90,6 +94,7 @@ impl Plugin {
         let pre = runtime
             .prepare(&component)
             .context("the component does not fit the evhost:plugin/handler world")?;
+        let handle_index = Runtime::handle_index(&pre)?;
         let plugin = Plugin {
             name: Arc::from(name),
             version,
@@ -100,12 +105,12 @@ impl Plugin {
             compile_time,
             runtime: runtime.clone(),
             pre,
+            handle_index,
             warm: Mutex::new(Vec::new()),
         };
         let mut warm = plugin.instantiate().await.context("instantiation failed")?;
         warm.store.data_mut().deadline = Some(runtime.ticks().deadline(plugin.settings.timeout));
-        let own = warm
-            .handler
+        let own = Handler::new(&mut warm.store, &warm.instance)?
             .call_subscriptions(&mut warm.store)
             .await
             .map_err(anyhow::Error::from)
@@ -134,10 +139,16 @@ impl Plugin {
             self.settings.memory_bytes,
         );
         store.set_epoch_deadline(1);
-        let handler = self.pre.instantiate_async(&mut store).await?;
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut store)
+            .await?;
+        let handle = HandleExport::of(&mut store, &instance, &self.handle_index)?;
         Ok(Warm {
             store,
-            handler,
+            instance,
+            handle,
             served: 0,
         })
     }
@@ -145,14 +156,16 @@ impl Plugin {
     /// Runs `message` through the handler once and classifies the result.
     /// Outputs are checked against the plugin's limits and publish rules; a
     /// success means every output may be published.
-    pub async fn call(&self, message: &Message) -> Result<Vec<Outgoing>, Failure> {
+    pub async fn call(&self, message: &MessageRef<'_>) -> Result<Vec<Outgoing>, Failure> {
         let pooled = match self.settings.isolation {
             Isolation::Reuse => self.warm.lock().unwrap().pop(),
             Isolation::Message => None,
         };
         let mut warm = match pooled {
             Some(warm) => warm,
-            None => self.instantiate().await.map_err(|e| {
+            // Boxed: instantiation's future is large, and most calls reuse
+            // a warm instance and would carry it for nothing.
+            None => Box::pin(self.instantiate()).await.map_err(|e| {
                 Failure::new(
                     FailureKind::Transient,
                     format!("cannot instantiate the plugin: {e:#}"),
@@ -163,13 +176,13 @@ impl Plugin {
         state.deadline = Some(self.runtime.ticks().deadline(self.settings.timeout));
         state.timed_out = false;
         warm.store.set_epoch_deadline(1);
-        let result = warm.handler.call_handle(&mut warm.store, message).await;
+        let result = warm.handle.call(&mut warm.store, message).await;
         warm.store.data_mut().deadline = None;
         warm.served += 1;
 
         let outcome = match result {
             Ok(Ok(outputs)) => self
-                .check_outputs(&outputs, message.reply_to.as_deref())
+                .check_outputs(&outputs, message.reply_to)
                 .map(|()| outputs),
             Ok(Err(HandlerError::Transient(m))) => Err(Failure::new(FailureKind::Transient, m)),
             Ok(Err(HandlerError::Permanent(m))) => Err(Failure::new(FailureKind::Permanent, m)),

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentType, HasSelf, Instance, Linker, Lower,
+    ResourceTable, TypedFunc,
+};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
@@ -23,6 +26,68 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::evhost::plugin::host::Level;
+
+/// The handler's `message` record as the host passes it in: borrowed from
+/// the NATS message it describes, so subject and payload are copied once,
+/// straight into the guest's memory, with no owned copy on the way. Its
+/// layout is checked against the WIT `message` record for every instance
+/// ([`HandleExport::of`]).
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq)]
+#[component(record)]
+pub struct MessageRef<'a> {
+    /// The NATS subject the message was published to.
+    pub subject: &'a str,
+    /// The message's headers, in order, repeated names kept.
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// The body, exactly as published.
+    pub payload: &'a [u8],
+    /// The requester's reply subject, if any.
+    #[component(name = "reply-to")]
+    pub reply_to: Option<&'a str>,
+    /// Which delivery this is: 1 on the first.
+    pub attempt: u32,
+}
+
+/// What `handle` returns.
+pub type HandleResult = Result<Vec<Outgoing>, HandlerError>;
+
+/// The `handle` export of one instance, called with a [`MessageRef`] (the
+/// generated `call_handle` takes the owned `Message`, which would cost a
+/// copy and an allocation of subject and payload per message).
+#[derive(Clone, Copy)]
+pub struct HandleExport(TypedFunc<(&'static MessageRef<'static>,), (HandleResult,)>);
+
+impl HandleExport {
+    /// The `handle` export of `instance` (`index` from [`Runtime::handle_index`]),
+    /// type-checked against [`MessageRef`] and [`HandleResult`].
+    pub fn of(
+        store: &mut Store<State>,
+        instance: &Instance,
+        index: &ComponentExportIndex,
+    ) -> anyhow::Result<Self> {
+        let typed = instance
+            .get_typed_func::<(&MessageRef<'static>,), (HandleResult,)>(store, index)
+            .map_err(anyhow::Error::from)
+            .context("the handle export does not match the evhost:plugin message record")?;
+        Ok(HandleExport(typed))
+    }
+
+    /// Calls `handle` with `message`; the error is a trap or an interruption.
+    pub async fn call(
+        self,
+        store: &mut Store<State>,
+        message: &MessageRef<'_>,
+    ) -> wasmtime::Result<HandleResult> {
+        // SAFETY: `of` type-checked this function with these same types.
+        // Lifetimes play no part in that check (nor in the canonical ABI):
+        // the message is only read while it is lowered, during this call.
+        let typed = unsafe {
+            TypedFunc::<(&MessageRef<'_>,), (HandleResult,)>::new_unchecked(*self.0.func())
+        };
+        let (result,) = typed.call_async(store, (message,)).await?;
+        Ok(result)
+    }
+}
 
 /// How often the epoch advances: the granularity of timeouts, and how long a
 /// busy guest may hold a tokio worker before it yields.
@@ -128,6 +193,14 @@ impl Runtime {
     pub fn prepare(&self, component: &Component) -> anyhow::Result<HandlerPre<State>> {
         let pre = self.linker.instantiate_pre(component)?;
         Ok(HandlerPre::new(pre)?)
+    }
+
+    /// Where `handle` is among `pre`'s exports, for [`HandleExport::of`].
+    pub fn handle_index(pre: &HandlerPre<State>) -> anyhow::Result<ComponentExportIndex> {
+        pre.instance_pre()
+            .component()
+            .get_export_index(None, "handle")
+            .context("the component exports no handle function")
     }
 
     /// A fresh store for one instance of plugin `plugin`.

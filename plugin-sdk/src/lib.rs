@@ -95,6 +95,14 @@ pub mod __private {
     /// Calls a raw handler with the whole message.
     pub fn raw(
         msg: WitMessage,
+        f: impl FnOnce(Message) -> Result<Vec<Outgoing>, HandlerError>,
+    ) -> WitResult {
+        finish(f(Message::from(msg)))
+    }
+
+    /// Calls a raw handler with the whole message and its context.
+    pub fn raw_with_context(
+        msg: WitMessage,
         f: impl FnOnce(Message, &Context) -> Result<Vec<Outgoing>, HandlerError>,
     ) -> WitResult {
         let msg = Message::from(msg);

@@ -237,11 +237,18 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 })
             }
         }
+        // The context copies the message's metadata: made only when asked for.
+        Form::RawOwned if sig.takes_context => quote! {
+            ::evhost_sdk::__private::raw_with_context(msg, |msg, ctx| #name(msg, ctx))
+        },
+        Form::RawRef if sig.takes_context => quote! {
+            ::evhost_sdk::__private::raw_with_context(msg, |msg, ctx| #name(&msg, ctx))
+        },
         Form::RawOwned => quote! {
-            ::evhost_sdk::__private::raw(msg, |msg, ctx| { let _ = &ctx; #name(msg #ctx_arg) })
+            ::evhost_sdk::__private::raw(msg, |msg| #name(msg))
         },
         Form::RawRef => quote! {
-            ::evhost_sdk::__private::raw(msg, |msg, ctx| { let _ = &ctx; #name(&msg #ctx_arg) })
+            ::evhost_sdk::__private::raw(msg, |msg| #name(&msg))
         },
     };
     Ok(quote! {
