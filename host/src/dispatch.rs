@@ -171,17 +171,21 @@ async fn lane(
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     loop {
+        // Read from the token here, an atomic load: under load a message is
+        // always ready and the `stopped` arm below is never reached.
+        if !stopping && stop.is_cancelled() {
+            stopping = true;
+            bus::drain(&mut subs).await;
+        }
         tokio::select! {
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            () = &mut stopped, if !stopping => {
-                stopping = true;
-                bus::drain(&mut subs).await;
-            }
             msg = subs.next(), if in_flight.len() < limit => match msg {
                 Some(msg) => in_flight.start(Box::pin(handle(&client, &slot, msg))).await,
                 None => break, // drained: nothing more will arrive
             },
+            // Wakes a lane that is waiting when the order to stop comes.
+            () = &mut stopped, if !stopping => {}
         }
     }
     in_flight.finish().await;
