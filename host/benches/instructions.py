@@ -42,10 +42,15 @@ ORDER = (
 )
 
 
-def free_port():
-    with socket.socket() as s:
+def free_ports(n):
+    """n distinct free ports (all held open until each is known)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def handled(addr):
@@ -76,11 +81,12 @@ def wait_until(check, what, timeout=300):
 
 def count(binary, plugin, wasm_dir, messages):
     """Total instructions of one host run that handles `messages` messages."""
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     metrics = ("127.0.0.1", metrics_port)
     server = subprocess.Popen(
         ["nats-server", "-a", "127.0.0.1", "-p", str(port)], stderr=subprocess.DEVNULL
     )
+    wait_until(lambda: _listening(("127.0.0.1", port)), "nats-server to start")
     plugins = tempfile.mkdtemp()
     out = os.path.join(plugins, "callgrind.out")
     try:
@@ -93,8 +99,10 @@ def count(binary, plugin, wasm_dir, messages):
                 "--metrics", f"{metrics[0]}:{metrics[1]}"]
         # Compile once natively, into the compiled-code cache: Cranelift
         # under valgrind would take minutes.
-        warm = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: _listening(metrics), "the host to start")
+        warm = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until(lambda: _listening(metrics) or warm.poll() is not None, "the host to start")
+        if warm.poll() is not None:
+            sys.exit(f"{binary} exited: {warm.stderr.read().decode()}")
         time.sleep(4)  # loading (and caching) the plugin may finish after that
         warm.send_signal(signal.SIGTERM)
         warm.wait()

@@ -180,13 +180,14 @@ fn native_payment(payload: &[u8]) -> Option<Vec<u8>> {
     if order.items.is_empty() || sum != order.total_cents {
         return None;
     }
+    // Like the plugin: a fresh event id and the time of handling.
     let done = PaymentCompleted {
-        event_id: "0f8b4a6f-909e-07d4-b41d-6440b3e22fa1".into(),
+        event_id: uuid::Uuid::new_v4().to_string(),
         order_id: &order.order_id,
         customer_id: &order.customer_id,
         amount_cents: order.total_cents,
         causation_id: &order.event_id,
-        created_at: "2026-11-22T10:00:00.000Z".into(),
+        created_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
     };
     serde_json::to_vec(&done).ok()
 }

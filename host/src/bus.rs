@@ -141,9 +141,15 @@ pub async fn publish_outputs(
 ) -> Result<(), async_nats::PublishError> {
     for out in outputs {
         let headers = output_headers(&out, input);
-        client
-            .publish_with_headers(out.subject, headers, Bytes::from(out.payload))
-            .await?;
+        let payload = Bytes::from(out.payload);
+        if headers.is_empty() {
+            // A plain PUB: no empty header block on the wire.
+            client.publish(out.subject, payload).await?;
+        } else {
+            client
+                .publish_with_headers(out.subject, headers, payload)
+                .await?;
+        }
     }
     Ok(())
 }
