@@ -21,6 +21,7 @@ nats-server on PATH.
 """
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -70,6 +71,21 @@ def handled(addr):
     )
 
 
+def subscriptions(monitor_port, subject):
+    """How many client subscriptions nats-server holds on `subject`."""
+    try:
+        with socket.create_connection(("127.0.0.1", monitor_port), timeout=2) as s:
+            s.sendall(b"GET /connz?subs=1 HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        connz = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return sum(c.get("subscriptions_list", []).count(subject)
+               for c in connz.get("connections") or [])
+
+
 def wait_until(check, what, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -81,10 +97,11 @@ def wait_until(check, what, timeout=300):
 
 def count(binary, plugin, wasm_dir, messages):
     """Total instructions of one host run that handles `messages` messages."""
-    port, metrics_port = free_ports(2)
+    port, metrics_port, monitor_port = free_ports(3)
     metrics = ("127.0.0.1", metrics_port)
     server = subprocess.Popen(
-        ["nats-server", "-a", "127.0.0.1", "-p", str(port)], stderr=subprocess.DEVNULL
+        ["nats-server", "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)],
+        stderr=subprocess.DEVNULL,
     )
     wait_until(lambda: _listening(("127.0.0.1", port)), "nats-server to start")
     plugins = tempfile.mkdtemp()
@@ -110,8 +127,11 @@ def count(binary, plugin, wasm_dir, messages):
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + args,
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: _listening(metrics), "the host under valgrind to start")
-        time.sleep(3)  # the subscriptions are made after /metrics answers
+        # One subscription per lane, a lane per core: core NATS drops what
+        # is published before them.
+        lanes = os.cpu_count() or 1
+        wait_until(lambda: subscriptions(monitor_port, SUBJECTS[plugin]) >= lanes,
+                   f"the host under valgrind to subscribe {lanes} lanes")
         payload = ORDER if plugin == "payment" else b"x" * 128
         pub = b"PUB %s %d\r\n%s\r\n" % (SUBJECTS[plugin].encode(), len(payload), payload)
         with socket.create_connection(("127.0.0.1", port)) as nats:
