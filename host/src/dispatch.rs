@@ -111,7 +111,10 @@ impl Lanes {
                     slot.clone(),
                     subs,
                     limit,
-                    stop.clone(),
+                    // A child token per lane: `is_cancelled` locks the
+                    // token's node, and one node shared by lanes on two
+                    // shards would bounce between the cores every message.
+                    stop.child_token(),
                 ),
                 &shard.handle,
             );
@@ -171,8 +174,9 @@ async fn lane(
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     loop {
-        // Read from the token here, an atomic load: under load a message is
-        // always ready and the `stopped` arm below is never reached.
+        // Read from the token here (its node's lock, which only this lane
+        // takes until the stop order comes): under load a message is always
+        // ready and the `stopped` arm below is never reached.
         if !stopping && stop.is_cancelled() {
             stopping = true;
             bus::drain(&mut subs).await;
