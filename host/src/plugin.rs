@@ -1,7 +1,7 @@
 //! One loaded version of a plugin: its compiled, pre-linked component, its
-//! settings and subjects, and its warm instances. [`Plugin::load`] compiles
-//! and validates; [`Plugin::call`] runs one message under the plugin's limits
-//! and classifies what happened.
+//! settings and subjects, and its warm instances (a pool per shard).
+//! [`Plugin::load`] compiles and validates; [`Plugin::call`] runs one message
+//! under the plugin's limits and classifies what happened.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,7 +19,7 @@ use crate::outcome::{Failure, FailureKind};
 use crate::runtime::{
     HandleExport, Handler, HandlerError, HandlerPre, MessageRef, Outgoing, Runtime, State,
 };
-use crate::subject;
+use crate::{lane, shard, subject};
 
 /// A plugin version, ready to handle messages. Shared by every message that
 /// started while it was current; a reload makes a new one.
@@ -40,7 +40,12 @@ pub struct Plugin {
     runtime: Runtime,
     pre: HandlerPre<State>,
     handle_index: ComponentExportIndex,
-    warm: Mutex<Vec<Warm>>,
+    /// Warm instances in `reuse` isolation, one pool per shard (the last
+    /// also serves the threads that are not shards). A call takes from and
+    /// gives back to its own shard's pool, so the lanes of two shards do not
+    /// contend for one lock on every message and an instance's memory stays
+    /// in the caches of the core that ran it.
+    warm: Box<[Mutex<Vec<Warm>>]>,
 }
 
 /// An instance kept between messages in `reuse` isolation.
@@ -106,7 +111,7 @@ impl Plugin {
             runtime: runtime.clone(),
             pre,
             handle_index,
-            warm: Mutex::new(Vec::new()),
+            warm: (0..lane::cores()).map(|_| Mutex::default()).collect(),
         };
         let mut warm = plugin.instantiate().await.context("instantiation failed")?;
         warm.store.data_mut().deadline = Some(runtime.ticks().deadline(plugin.settings.timeout));
@@ -127,9 +132,29 @@ impl Plugin {
         }
         let plugin = Plugin { subjects, ..plugin };
         if plugin.settings.isolation == Isolation::Reuse {
-            plugin.warm.lock().unwrap().push(warm);
+            plugin.own_pool().lock().unwrap().push(warm);
         }
         Ok(plugin)
+    }
+
+    /// The calling thread's pool of warm instances.
+    fn own_pool(&self) -> &Mutex<Vec<Warm>> {
+        let last = self.warm.len() - 1;
+        &self.warm[shard::current().map_or(last, |i| i.min(last))]
+    }
+
+    /// A warm instance: from this thread's pool, else taken from another
+    /// (the instance made at load, or one a shard no longer needs) before
+    /// a new one is made.
+    fn take_warm(&self) -> Option<Warm> {
+        let own = self.own_pool();
+        if let Some(warm) = own.lock().unwrap().pop() {
+            return Some(warm);
+        }
+        self.warm
+            .iter()
+            .filter(|pool| !std::ptr::eq(*pool, own))
+            .find_map(|pool| pool.lock().unwrap().pop())
     }
 
     async fn instantiate(&self) -> anyhow::Result<Warm> {
@@ -158,7 +183,7 @@ impl Plugin {
     /// success means every output may be published.
     pub async fn call(&self, message: &MessageRef<'_>) -> Result<Vec<Outgoing>, Failure> {
         let pooled = match self.settings.isolation {
-            Isolation::Reuse => self.warm.lock().unwrap().pop(),
+            Isolation::Reuse => self.take_warm(),
             Isolation::Message => None,
         };
         let mut warm = match pooled {
@@ -204,7 +229,7 @@ impl Plugin {
         };
         if self.settings.isolation == Isolation::Reuse && warm.served < self.settings.recycle_after
         {
-            let mut pool = self.warm.lock().unwrap();
+            let mut pool = self.own_pool().lock().unwrap();
             if pool.len() < self.settings.concurrency {
                 pool.push(warm);
             }

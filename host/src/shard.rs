@@ -4,6 +4,7 @@
 //! its outputs written on one thread: no hand-off between threads, and the
 //! message's buffers freed on the thread that allocated them.
 
+use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -14,6 +15,17 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::bus;
+
+thread_local! {
+    /// The index of the shard whose thread this is; `None` off the shards.
+    static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The index of the shard running the caller, or `None` on any other thread
+/// (the main runtime, where JetStream consumers and loading run).
+pub fn current() -> Option<usize> {
+    CURRENT.with(Cell::get)
+}
 
 /// The shards of one host.
 pub struct Shards {
@@ -94,6 +106,7 @@ impl Shard {
         let thread = std::thread::Builder::new()
             .name(format!("evhost-shard-{index}"))
             .spawn(move || {
+                CURRENT.with(|c| c.set(Some(index)));
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
