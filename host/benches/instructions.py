@@ -3,7 +3,7 @@
 
 On a shared VM the rates and even the CPU time per message move by 20-30 %
 between runs, far more than most changes to the hot path. An instruction
-count does not move: use this to compare two builds of the host (an A/B of a
+count moves by a few per message (the number of /metrics scrapes): use this to compare two builds of the host (an A/B of a
 change), then confirm with the `overhead` benchmark.
 
     host/benches/instructions.py target/release/evhost [OTHER_BUILD ...]
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 FIRST = 2000
 BURST = 200
@@ -54,33 +55,31 @@ def free_ports(n):
     return ports
 
 
+def http_get(url):
+    """The body at `url`, or None while nothing answers there."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.read()
+    except OSError:
+        return None
+
+
 def handled(addr):
     """Messages the host has handled (outcome ok), from its /metrics."""
-    try:
-        with socket.create_connection(addr, timeout=2) as s:
-            s.sendall(b"GET /metrics HTTP/1.1\r\nhost: evhost\r\n\r\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-    except OSError:
-        return 0
+    body = http_get(f"http://{addr[0]}:{addr[1]}/metrics") or b""
     return sum(
         int(line.rsplit(" ", 1)[1])
-        for line in data.decode().splitlines()
+        for line in body.decode().splitlines()
         if line.startswith("evhost_messages_total{") and 'outcome="ok"' in line
     )
 
 
 def subscriptions(monitor_port, subject):
     """How many client subscriptions nats-server holds on `subject`."""
+    body = http_get(f"http://127.0.0.1:{monitor_port}/connz?subs=1")
     try:
-        with socket.create_connection(("127.0.0.1", monitor_port), timeout=2) as s:
-            s.sendall(b"GET /connz?subs=1 HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        connz = json.loads(data.split(b"\r\n\r\n", 1)[1])
-    except (OSError, ValueError, IndexError):
+        connz = json.loads(body) if body else {}
+    except ValueError:
         return 0
     return sum(c.get("subscriptions_list", []).count(subject)
                for c in connz.get("connections") or [])
