@@ -5,6 +5,10 @@
 //! (a) a bare async-nats consumer that only counts (the ceiling); (b) a native
 //! Rust handler doing the payment plugin's work; (c) evhost with `noop`;
 //! (d) evhost with `payment`. Then plugin load and reload times and host RSS.
+//! On core NATS also (a″), a bare client answering each message's reply
+//! subject: noop's latency is timed through such an answer, an extra hop
+//! through nats-server that (a) does not make, and (a″) − (a) is that hop's
+//! share of (c) − (a) with no host in it.
 //!
 //! `cargo bench -p evhost --bench overhead [-- --duration SECS]` prints the
 //! table and writes BENCHMARKS.md; `cargo test -p evhost --bench overhead --
@@ -66,6 +70,11 @@ enum Mode {
 #[derive(Clone, Copy, PartialEq)]
 enum Case {
     Bare,
+    /// A bare client that answers each message's reply subject with an
+    /// empty message carrying its headers, as `noop` does in the latency
+    /// runs: the floor of what any consumer that answers costs, which
+    /// separates the reply's extra hop through nats-server from the host.
+    Echo,
     Native,
     Noop,
     /// `noop` with `isolation = "message"`: a fresh instance per message.
@@ -77,11 +86,12 @@ impl Case {
     fn named(name: &str) -> anyhow::Result<Case> {
         Ok(match name {
             "bare" => Case::Bare,
+            "echo" => Case::Echo,
             "native" => Case::Native,
             "noop" => Case::Noop,
             "fresh" => Case::NoopFresh,
             "payment" => Case::Payment,
-            other => bail!("unknown case {other:?}: bare, native, noop, fresh or payment"),
+            other => bail!("unknown case {other:?}: bare, echo, native, noop, fresh or payment"),
         })
     }
 }
@@ -242,7 +252,7 @@ impl Bench {
         match case {
             Case::Bare => ("bench.bare", "bench.bare"),
             Case::Native | Case::Payment => ("orders.order.created", "payments.payment.completed"),
-            Case::Noop | Case::NoopFresh => ("bench.noop", "bench.done"),
+            Case::Echo | Case::Noop | Case::NoopFresh => ("bench.noop", "bench.done"),
         }
     }
 
@@ -257,7 +267,7 @@ impl Bench {
     ) -> anyhow::Result<Row> {
         let payload = match case {
             Case::Native | Case::Payment => order_payload(size),
-            Case::Bare | Case::Noop | Case::NoopFresh => Bytes::from(vec![b'x'; size]),
+            Case::Bare | Case::Echo | Case::Noop | Case::NoopFresh => Bytes::from(vec![b'x'; size]),
         };
         let (input, output) = Self::subjects(case);
         let client = async_nats::connect(&self.url).await?;
@@ -279,22 +289,26 @@ impl Bench {
         let mut host: Option<HostProcess> = None;
         let mut tasks = Vec::new();
         match case {
-            Case::Bare | Case::Native => {
+            Case::Bare | Case::Echo | Case::Native => {
+                if case == Case::Echo && mode == Mode::JetStream {
+                    bail!("echo answers reply subjects: core NATS only");
+                }
                 let consumer_client = async_nats::connect(&self.url).await?;
                 let out_client = consumer_client.clone();
                 let completed = completed.clone();
                 let epoch = self.epoch;
                 let native = case == Case::Native;
+                let echo = case == Case::Echo;
                 let seen = latencies.clone();
                 let record = move |msg: &async_nats::Message, done: &AtomicU64| {
-                    if !native {
+                    if !native && !echo {
                         if let Some(l) = latency(epoch, msg) {
                             seen.lock().unwrap().push(l);
                         }
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 };
-                if native {
+                if native || echo {
                     tasks.push(
                         self.count_outputs(output, completed.clone(), latencies.clone())
                             .await?,
@@ -311,6 +325,12 @@ impl Bench {
                                     let headers = msg.headers.clone().unwrap_or_default();
                                     let _ = out_client
                                         .publish_with_headers(output, headers, out.into())
+                                        .await;
+                                }
+                                if echo && let Some(reply) = msg.reply {
+                                    let headers = msg.headers.unwrap_or_default();
+                                    let _ = out_client
+                                        .publish_with_headers(reply, headers, Bytes::new())
                                         .await;
                                 }
                             }
@@ -430,10 +450,11 @@ impl Bench {
         };
         let cpu_before = host.as_ref().map(HostProcess::cpu_time);
         let done_before = progress().await;
+        // echo is measured answering: what it completes is its answers.
         let (rate, mut published) = closed_loop(
             &publisher,
             input,
-            None,
+            (case == Case::Echo).then_some(output),
             &payload,
             warmup + self.duration,
             warmup,
@@ -447,10 +468,12 @@ impl Bench {
         // noop answers only a reply subject, and the latency run needs an
         // answer to time: on core NATS its latency rate is half of what it
         // sustains while replying, measured here the same way.
-        let reply = (matches!(case, Case::Noop | Case::NoopFresh) && mode == Mode::Core)
+        let reply = (matches!(case, Case::Echo | Case::Noop | Case::NoopFresh)
+            && mode == Mode::Core)
             .then_some("bench.done");
+        let measure_replying = reply.is_some() && case != Case::Echo && latency_rate.is_none();
         let mut latency_rate = latency_rate.unwrap_or(rate / 2.0);
-        if reply.is_some() && !self.smoke {
+        if measure_replying && !self.smoke {
             let replies = || {
                 let completed = completed.clone();
                 async move { completed.load(Ordering::Relaxed) }
@@ -974,7 +997,7 @@ fn table(rows: &[Row]) -> String {
     };
     for r in rows {
         let base = match r.case {
-            Case::Noop | Case::NoopFresh => Some(Case::Bare),
+            Case::Echo | Case::Noop | Case::NoopFresh => Some(Case::Bare),
             Case::Payment => Some(Case::Native),
             Case::Bare | Case::Native => None,
         }
@@ -982,7 +1005,8 @@ fn table(rows: &[Row]) -> String {
             rows.iter()
                 .find(|x| x.mode == r.mode && x.payload == r.payload && x.case == case)
         });
-        let ratio = base.map(|b| {
+        // echo's rate is of answers, which the bare client does not make.
+        let ratio = base.filter(|_| r.case != Case::Echo).map(|b| {
             let name = if r.case == Case::Payment {
                 "d/b"
             } else {
@@ -1007,6 +1031,7 @@ fn table(rows: &[Row]) -> String {
             r.payload,
             match r.case {
                 Case::Bare => "(a) bare client",
+                Case::Echo => "(a″) bare client answering (the reply hop alone)",
                 Case::Native => "(b) native handler",
                 Case::Noop => "(c) evhost noop",
                 Case::NoopFresh => "(c') evhost noop, isolation = message",
@@ -1113,11 +1138,24 @@ async fn main() -> anyhow::Result<()> {
                 let bare = bench
                     .run(mode, Case::Bare, size, Some(noop.latency_rate))
                     .await?;
+                // On core NATS, a bare client answering at noop's rate: how
+                // much of (c) − (a) is the reply's hop, whatever answers.
+                let echo = if mode == Mode::Core {
+                    Some(
+                        bench
+                            .run(mode, Case::Echo, size, Some(noop.latency_rate))
+                            .await?,
+                    )
+                } else {
+                    None
+                };
                 let payment = bench.run(mode, Case::Payment, size, None).await?;
                 let native = bench
                     .run(mode, Case::Native, size, Some(payment.latency_rate))
                     .await?;
-                let mut group = vec![bare, native, noop, payment];
+                let mut group = vec![bare];
+                group.extend(echo);
+                group.extend([native, noop, payment]);
                 if mode == Mode::Core && size == 128 {
                     group.push(bench.run(mode, Case::NoopFresh, size, None).await?);
                 }
@@ -1168,7 +1206,9 @@ async fn main() -> anyhow::Result<()> {
          that configuration (the same rate for the baseline it is compared with). \"p99 added\" is the\n\
          evhost case's p99 minus its baseline's, (c) − (a) and (d) − (b). On core NATS, noop answers a\n\
          reply subject in the latency runs (there is nothing else to time), so its CPU at half load\n\
-         includes publishing one reply per message, which its closed-loop figure does not. \"Machine\n\
+         includes publishing one reply per message, which its closed-loop figure does not; (a″) is a\n\
+         bare client answering the same way at the same rates (its msgs/s are answers received, its\n\
+         \"p99 added\" is (a″) − (a): the reply's hop through nats-server with no host). \"Machine\n\
          idle\" is the share of the machine's CPU time (all cores) left idle during the half-load\n\
          run: near 0 %, the host, nats-server and the benchmark's own publisher and counter queue for\n\
          the cores, and the half-load latency is that queue.\n\
