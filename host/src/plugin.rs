@@ -43,8 +43,8 @@ pub struct Plugin {
     /// Warm instances in `reuse` isolation, one pool per shard (the last
     /// also serves the threads that are not shards). A call takes from and
     /// gives back to its own shard's pool, so the lanes of two shards do not
-    /// contend for one lock on every message and an instance's memory stays
-    /// in the caches of the core that ran it.
+    /// contend for one lock on every message, and an instance is mostly run
+    /// by one thread, whose caches hold its memory.
     warm: Box<[Mutex<Vec<Warm>>]>,
 }
 
