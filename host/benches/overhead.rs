@@ -428,8 +428,21 @@ impl Bench {
                         let Ok(stream) = js.get_stream(stream_name).await else {
                             return 0;
                         };
+                        // evhost names its consumer after the durable and
+                        // a digest of the subject (`bench-<hex>`).
+                        let names: Vec<String> = stream
+                            .consumer_names()
+                            .filter_map(|n| async move { n.ok() })
+                            .collect()
+                            .await;
+                        let Some(name) = names
+                            .into_iter()
+                            .find(|n| n == durable || n.starts_with(&format!("{durable}-")))
+                        else {
+                            return 0;
+                        };
                         *consumer = stream
-                            .get_consumer::<consumer::pull::Config>(durable)
+                            .get_consumer::<consumer::pull::Config>(&name)
                             .await
                             .ok();
                     }

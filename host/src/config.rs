@@ -53,6 +53,9 @@ pub struct Manifest {
     /// Where the plugin may publish.
     #[serde(default)]
     pub publish: PublishSection,
+    /// What the plugin may reach: HTTP destinations, key-value buckets.
+    #[serde(default)]
+    pub capabilities: crate::capabilities::CapabilitiesSection,
 }
 
 /// `[limits]`: how much a plugin may take from the host.
@@ -73,6 +76,18 @@ pub struct LimitsSection {
     pub max_outputs: Option<usize>,
     /// Most payload bytes one call may return, all outputs together (default 1 MiB).
     pub max_output_bytes: Option<usize>,
+    /// Outbound HTTP: time to open a connection (default 5000).
+    pub http_connect_timeout_ms: Option<u64>,
+    /// Outbound HTTP: time to a response's head (default 10000).
+    pub http_first_byte_timeout_ms: Option<u64>,
+    /// Outbound HTTP: time between two chunks of a body (default 10000).
+    pub http_between_bytes_timeout_ms: Option<u64>,
+    /// Outbound HTTP: largest response body (default 4 MiB).
+    pub http_max_response_bytes: Option<u64>,
+    /// Outbound HTTP: requests open at once per plugin and host (default 32).
+    pub http_max_in_flight: Option<u32>,
+    /// Key-value: the largest value one write may store (default 512 KiB).
+    pub kv_max_value_bytes: Option<usize>,
 }
 
 /// `[delivery]`: retries and dead letters.
@@ -100,6 +115,11 @@ pub struct DeliverySection {
     pub stream_subjects: Option<Vec<String>>,
     /// JetStream: how long the server waits for an ack before redelivering (default `"30s"`).
     pub ack_wait: Option<String>,
+    /// JetStream: where the consumer of a subject the plugin did not consume
+    /// before starts: `"all"` (default), `"new"`, `"last"`,
+    /// `"last_per_subject"`, `"sequence:N"` or `"time:RFC3339"`. A subject
+    /// already consumed continues where it was.
+    pub deliver: Option<String>,
     /// JetStream: how many messages the host asks the server for at a time,
     /// beyond those in flight (default 256). Waiting messages count against
     /// `ack_wait`, so keep `pull_batch` × handler time / `concurrency` under it.
@@ -133,9 +153,11 @@ pub enum DeliveryMode {
 pub struct JetStreamSettings {
     /// The stream consumed.
     pub stream: String,
-    /// The durable consumer's name (one per subject: `-N` is appended when
-    /// the plugin has several).
+    /// The durable name: each subject's consumer is named after it and the
+    /// subject (see `consumers.rs`).
     pub durable: String,
+    /// Where a new subject's consumer starts.
+    pub start: crate::consumers::StartAt,
     /// Subjects to capture when the host should create the stream.
     pub create_stream: Option<Vec<String>>,
     /// The consumer's ack wait.
@@ -215,6 +237,8 @@ pub struct PluginSettings {
     pub publish_allow: Option<Vec<String>>,
     /// JetStream delivery, when `mode = "jetstream"`.
     pub jetstream: Option<JetStreamSettings>,
+    /// What the plugin may reach beyond its message.
+    pub capabilities: crate::capabilities::Capabilities,
 }
 
 impl Manifest {
@@ -300,23 +324,16 @@ impl Manifest {
                     "subjects must not be empty (remove the key to use the plugin's own)".into(),
                 );
             }
-            for s in subjects {
-                if !crate::subject::is_valid_pattern(s) {
-                    return invalid(format!("subjects: {s:?} is not a valid NATS subject"));
-                }
+            if let Err(denied) = crate::subject::check_subscriptions(subjects) {
+                return invalid(format!("subjects: {denied}"));
             }
         }
         let dead_letter_prefix = d
             .dead_letter_prefix
             .clone()
             .unwrap_or_else(|| "dlq.".into());
-        if !dead_letter_prefix.is_empty()
-            && !crate::subject::is_valid_subject(dead_letter_prefix.trim_end_matches('.'))
-        {
-            return invalid(format!(
-                "delivery.dead_letter_prefix {dead_letter_prefix:?} is not a valid subject prefix"
-            ));
-        }
+        crate::subject::check_dead_letter_prefix(&dead_letter_prefix)
+            .map_err(ManifestError::Invalid)?;
         if let Some(allow) = &self.publish.allow {
             for s in allow {
                 if !crate::subject::is_valid_pattern(s) {
@@ -345,6 +362,16 @@ impl Manifest {
             .collect::<Result<_, _>>()?;
 
         let jetstream = self.resolve_jetstream(name)?;
+        let http_limits = crate::capabilities::HttpLimitsKeys {
+            http_connect_timeout_ms: l.http_connect_timeout_ms,
+            http_first_byte_timeout_ms: l.http_first_byte_timeout_ms,
+            http_between_bytes_timeout_ms: l.http_between_bytes_timeout_ms,
+            http_max_response_bytes: l.http_max_response_bytes,
+            http_max_in_flight: l.http_max_in_flight,
+            kv_max_value_bytes: l.kv_max_value_bytes,
+        };
+        let capabilities = crate::capabilities::resolve(&self.capabilities, &http_limits)
+            .map_err(ManifestError::Invalid)?;
 
         Ok(PluginSettings {
             subjects: self.subjects.clone(),
@@ -362,6 +389,7 @@ impl Manifest {
             dead_letter_prefix,
             publish_allow: self.publish.allow.clone(),
             jetstream,
+            capabilities,
         })
     }
 
@@ -375,6 +403,7 @@ impl Manifest {
                 ("create_stream", d.create_stream.is_some()),
                 ("stream_subjects", d.stream_subjects.is_some()),
                 ("ack_wait", d.ack_wait.is_some()),
+                ("deliver", d.deliver.is_some()),
                 ("pull_batch", d.pull_batch.is_some()),
                 ("dedup", d.dedup.is_some()),
                 ("dedup_bucket", d.dedup_bucket.is_some()),
@@ -448,6 +477,11 @@ impl Manifest {
         if ack_wait < Duration::from_secs(1) {
             return invalid("delivery.ack_wait must be at least 1s".into());
         }
+        let start = match &d.deliver {
+            Some(text) => crate::consumers::StartAt::parse(text)
+                .map_err(|e| ManifestError::Invalid(format!("delivery.deliver {e}")))?,
+            None => crate::consumers::StartAt::default(),
+        };
         let pull_batch = d.pull_batch.unwrap_or(DEFAULT_PULL_BATCH);
         if pull_batch == 0 || pull_batch > 10_000 {
             return invalid(format!(
@@ -493,6 +527,7 @@ impl Manifest {
         Ok(Some(JetStreamSettings {
             stream,
             durable,
+            start,
             create_stream,
             ack_wait,
             pull_batch,

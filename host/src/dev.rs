@@ -1,6 +1,11 @@
 //! `evhost dev`: the local loop. Starts a throwaway `nats-server` (JetStream
 //! on, its store in a temporary directory) on a free port, runs the host
 //! against it, and stops the server on exit.
+//!
+//! The server runs in a process group of its own, so a terminal's Ctrl-C
+//! (sent to the whole foreground group) reaches only the host, which drains
+//! against a server that is still up and then stops it. On Linux the server
+//! is also told to die with the host, so a killed host leaves no server.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -41,11 +46,15 @@ impl DevServer {
         };
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let store = tempfile::Builder::new().prefix("evhost-dev-").tempdir()?;
-        let child = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(&exe);
+        command
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store.path())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        own_process_group(&mut command);
+        let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))?;
         let mut server = DevServer {
@@ -68,9 +77,41 @@ impl DevServer {
     }
 }
 
-impl Drop for DevServer {
-    fn drop(&mut self) {
+impl DevServer {
+    /// Stops the server and removes its store; returns what it removed.
+    pub fn stop(mut self) -> String {
+        self.kill();
+        let store = self.store.path().display().to_string();
+        // Dropping `self` removes the store (TempDir).
+        format!("stopped nats-server and removed its store {store}")
+    }
+
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` in a new process group, away from the terminal's
+/// signals, and (on Linux) has it killed when the host dies.
+fn own_process_group(command: &mut std::process::Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        command.process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -19,6 +19,7 @@ use tracing::{Instrument, field};
 
 use crate::bus;
 use crate::deadletter::DeadLetter;
+use crate::idempotency;
 use crate::lane::{InFlight, cores, lane_limits};
 use crate::metrics::Counters;
 use crate::outcome::{Decision, Failure, FailureKind, decide};
@@ -227,8 +228,9 @@ async fn attempts(
     // Timed only when someone listens: a clock read per message is not free.
     let started = (!span.is_disabled()).then(Instant::now);
     let mut attempt = 1;
+    let key = idempotency::core_key(&plugin.name, idempotency::nats_msg_id(msg.headers.as_ref()));
     loop {
-        let input = bus::to_message(&msg, attempt);
+        let input = bus::to_message(&msg, attempt, &key);
         let failure = match plugin.call(&input).await {
             Ok(outputs) => {
                 match bus::publish_outputs(client, outputs, msg.headers.as_ref()).await {

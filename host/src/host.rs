@@ -19,6 +19,10 @@ use crate::runtime::{Runtime, RuntimeOptions};
 use crate::shard::Shards;
 use crate::watcher::{self, DirWatcher, Settling};
 
+/// How long a stopping host waits for NATS to take its last outputs, after
+/// the drain.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How `evhost run` is configured.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -104,12 +108,22 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
             "drain timed out; messages still in flight were not finished"
         );
     }
-    shards.stop().await?;
-    client
-        .flush()
-        .await
-        .context("cannot flush the last outputs to NATS")?;
     let _ = stop_metrics.send(());
+    // A lost connection must not keep a stopping host alive: the client
+    // would wait for a reconnect that may never come.
+    let flushed = tokio::time::timeout(FLUSH_TIMEOUT, async {
+        shards.stop().await?;
+        client
+            .flush()
+            .await
+            .context("cannot flush the last outputs to NATS")
+    })
+    .await;
     tracing::info!(drain_ms = started.elapsed().as_millis() as u64, "stopped");
-    Ok(())
+    match flushed {
+        Ok(result) => result,
+        Err(_) => anyhow::bail!(
+            "stopped without flushing the last outputs: NATS did not take them within {FLUSH_TIMEOUT:?} (disconnected?)"
+        ),
+    }
 }

@@ -9,6 +9,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::Manifest;
+use crate::keyvalue::Backend;
+use crate::kv_memory::MemoryBuckets;
 use crate::outcome::FailureKind;
 use crate::plugin::Plugin;
 use crate::runtime::{MessageRef, Runtime, RuntimeOptions};
@@ -39,6 +41,8 @@ pub struct Invocation {
     pub config: Vec<(String, String)>,
     /// The delivery number the handler sees.
     pub attempt: u32,
+    /// A NATS server for the plugin's key-value buckets; none: in memory.
+    pub nats: Option<String>,
 }
 
 /// Loads a plugin from its files the way the host does; `config` entries
@@ -47,6 +51,7 @@ async fn load(
     wasm_path: &Path,
     manifest_path: Option<&Path>,
     config: &[(String, String)],
+    kv: &Backend,
 ) -> anyhow::Result<Plugin> {
     let wasm = std::fs::read(wasm_path)
         .with_context(|| format!("{}: cannot read", wasm_path.display()))?;
@@ -68,7 +73,8 @@ async fn load(
         None => anyhow::anyhow!("{e}"),
     })?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
-    Plugin::load(&runtime, &name, wasm, settings, None)
+    let dir = wasm_path.parent().unwrap_or(Path::new("."));
+    Plugin::load(&runtime, &name, dir, kv, wasm, settings, None)
         .await
         .with_context(|| format!("{}", wasm_path.display()))
 }
@@ -100,7 +106,17 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         "--subject {:?} is not a valid NATS subject",
         inv.subject
     );
-    let plugin = load(&inv.wasm, inv.manifest.as_deref(), &inv.config).await?;
+    let kv = match &inv.nats {
+        Some(url) => Backend::nats(crate::bus::connect(url, "evhost invoke").await?),
+        None => Backend::Memory(MemoryBuckets::default()),
+    };
+    let plugin = load(&inv.wasm, inv.manifest.as_deref(), &inv.config, &kv).await?;
+    let msg_id = inv
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Nats-Msg-Id"))
+        .map(|(_, id)| id.as_str());
+    let idempotency_key = crate::idempotency::core_key(&plugin.name, msg_id);
     let message = MessageRef {
         subject: &inv.subject,
         headers: inv
@@ -111,6 +127,7 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         payload: &payload,
         reply_to: None,
         attempt: inv.attempt.max(1),
+        idempotency_key: &idempotency_key,
     };
     let (report, code) = match plugin.call(&message).await {
         Ok(outputs) => {
@@ -149,13 +166,36 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
 
 /// Validates a plugin (and its manifest) and prints its name, version and subjects.
 pub async fn check(wasm: &Path, manifest: Option<&Path>) -> anyhow::Result<()> {
-    let plugin = load(wasm, manifest, &[]).await?;
+    let kv = Backend::Memory(MemoryBuckets::default());
+    let plugin = load(wasm, manifest, &[], &kv).await?;
     println!("{}: ok", plugin.name);
     println!("version: {}", plugin.version);
     for subject in &plugin.subjects {
         println!("subject: {subject}");
     }
     println!("queue group: {}", plugin.settings.queue_group);
+    let imports = plugin.capability_imports();
+    let caps = &plugin.settings.capabilities;
+    let http = match &caps.http {
+        Some(_) => "granted by [capabilities] http",
+        None => "not granted: every request is refused",
+    };
+    let kv = if caps.keyvalue.is_empty() {
+        "no bucket granted".to_string()
+    } else {
+        format!("buckets granted: {}", caps.keyvalue.join(", "))
+    };
+    match (imports.http, imports.keyvalue) {
+        (false, false) => println!("capabilities: none imported"),
+        (http_used, kv_used) => {
+            if http_used {
+                println!("capability: wasi:http ({http})");
+            }
+            if kv_used {
+                println!("capability: wasi:keyvalue ({kv})");
+            }
+        }
+    }
     Ok(())
 }
 

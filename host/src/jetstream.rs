@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::consumer::{PullConsumer, pull};
 use async_nats::jetstream::context::GetStreamByNameErrorKind;
 use async_nats::jetstream::{self, AckKind, kv, stream};
 use async_nats::{Client, HeaderMap};
@@ -24,9 +24,11 @@ use tracing::Instrument;
 
 use crate::bus;
 use crate::config::JetStreamSettings;
+use crate::consumers;
 use crate::deadletter::DeadLetter;
 use crate::dedup;
 use crate::dispatch::{Control, Slot};
+use crate::idempotency;
 use crate::lane::{InFlight, cores, lane_limits};
 use crate::outcome::{Decision, Failure, FailureKind, decide};
 use crate::plugin::Plugin;
@@ -34,7 +36,14 @@ use crate::plugin::Plugin;
 /// The JetStream side of one plugin: context, consumers, dedup bucket.
 struct Binding {
     js: jetstream::Context,
+    stream: stream::Stream,
     consumers: Vec<PullConsumer>,
+    /// The consumers' `ack_wait` as the server holds it: the pace of
+    /// in-progress acks.
+    ack_wait: Duration,
+    /// Consumers of subjects the manifest no longer names: deleted once the
+    /// lanes that pulled from them have finished.
+    remove: Vec<String>,
     dedup: Option<kv::Store>,
     captures: Captures,
 }
@@ -75,18 +84,10 @@ impl Captures {
     }
 }
 
-/// The consumer name for the `index`-th of `count` subjects.
-pub fn consumer_name(durable: &str, index: usize, count: usize) -> String {
-    if count == 1 {
-        durable.to_string()
-    } else {
-        format!("{durable}-{index}")
-    }
-}
-
 /// Finds (or, where the manifest asks, creates) the plugin's stream, dead
-/// letter stream and dedup bucket, and binds one durable consumer per subject.
-/// A consumer takes one `filter_subject`, which every server version honours.
+/// letter stream and dedup bucket, and creates or updates one durable consumer
+/// per subject (see `consumers.rs`). A consumer takes one `filter_subject`,
+/// which every server version honours.
 async fn bind(
     client: &Client,
     plugin: &Plugin,
@@ -118,70 +119,34 @@ async fn bind(
         .await
         .with_context(|| format!("cannot create dead-letter stream {name}"))?;
     }
-    let mut consumers = Vec::new();
-    let count = plugin.subjects.len();
-    for (index, subject) in plugin.subjects.iter().enumerate() {
-        let name = consumer_name(&settings.durable, index, count);
-        let consumer: PullConsumer = stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: subject.clone(),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: settings.ack_wait,
-                    deliver_policy: DeliverPolicy::All,
-                    max_deliver: -1,
-                    max_ack_pending: (plugin.settings.concurrency * 64).max(1000) as i64,
-                    ..Default::default()
-                },
-            )
-            .await
-            .with_context(|| {
-                format!("cannot bind consumer {name} on stream {}", settings.stream)
-            })?;
-        consumers.push(consumer);
-    }
+    let bound = consumers::reconcile(
+        &stream,
+        &plugin.name,
+        &plugin.subjects,
+        &consumers::Wanted {
+            durable: settings.durable.clone(),
+            ack_wait: settings.ack_wait,
+            max_ack_pending: (plugin.settings.concurrency * 64).max(1000) as i64,
+            start: settings.start,
+        },
+    )
+    .await?;
     let dedup = match &settings.dedup {
         None => None,
-        Some(_) => Some(dedup_bucket(&js, &settings.dedup_bucket, settings.dedup_ttl).await?),
+        Some(_) => Some(
+            crate::kv_bucket::open_or_create(&js, &settings.dedup_bucket, Some(settings.dedup_ttl))
+                .await?,
+        ),
     };
     Ok(Binding {
         js,
-        consumers,
+        stream,
+        consumers: bound.consumers,
+        ack_wait: bound.ack_wait,
+        remove: bound.remove,
         dedup,
         captures: Captures::default(),
     })
-}
-
-/// Binds the key-value bucket of handled ids, creating it when missing. It is
-/// created as its backing stream (the layout `create_key_value` uses), since
-/// async-nats' account query does not parse nats-server 2.9's answer.
-async fn dedup_bucket(
-    js: &jetstream::Context,
-    bucket: &str,
-    ttl: Duration,
-) -> anyhow::Result<kv::Store> {
-    if let Ok(store) = js.get_key_value(bucket).await {
-        return Ok(store);
-    }
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age: ttl,
-        discard: stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        duplicate_window: ttl.min(Duration::from_secs(120)),
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("cannot create key-value bucket {bucket}"))?;
-    js.get_key_value(bucket)
-        .await
-        .with_context(|| format!("cannot open key-value bucket {bucket}"))
 }
 
 type Messages = SelectAll<pull::Stream>;
@@ -211,10 +176,12 @@ async fn pull_all(binding: &Binding, batch: usize) -> anyhow::Result<Messages> {
 /// Lanes pulling from one binding with one concurrency.
 struct Lanes {
     binding: Arc<Binding>,
+    /// What the binding was made for: a change of either rebinds.
     subjects: Vec<String>,
+    settings: JetStreamSettings,
     concurrency: usize,
-    pull_batch: usize,
     stop: CancellationToken,
+    running: TaskTracker,
 }
 
 impl Lanes {
@@ -224,16 +191,12 @@ impl Lanes {
         client: &Client,
         slot: &Arc<Slot>,
         binding: Arc<Binding>,
-        tracker: &TaskTracker,
+        settings: &JetStreamSettings,
         leaving: &Arc<AtomicBool>,
     ) -> anyhow::Result<Self> {
         let plugin = slot.current();
         let concurrency = plugin.settings.concurrency;
-        let pull_batch = plugin
-            .settings
-            .jetstream
-            .as_ref()
-            .map_or(crate::config::DEFAULT_PULL_BATCH, |s| s.pull_batch);
+        let pull_batch = settings.pull_batch;
         let limits = lane_limits(concurrency, cores());
         let mut pulls = Vec::with_capacity(limits.len());
         for &limit in &limits {
@@ -243,8 +206,9 @@ impl Lanes {
             pulls.push((pull_all(&binding, batch).await?, batch));
         }
         let stop = CancellationToken::new();
+        let running = TaskTracker::new();
         for ((messages, batch), limit) in pulls.into_iter().zip(limits) {
-            tracker.spawn(lane(
+            running.spawn(lane(
                 client.clone(),
                 slot.clone(),
                 binding.clone(),
@@ -254,22 +218,40 @@ impl Lanes {
                 leaving.clone(),
             ));
         }
+        running.close();
         Ok(Lanes {
             binding,
             subjects: plugin.subjects.clone(),
+            settings: settings.clone(),
             concurrency,
-            pull_batch,
             stop,
+            running,
         })
+    }
+
+    /// Stops the lanes; once they have finished what they started, deletes
+    /// the consumers `fresh` no longer uses (subjects removed from the
+    /// manifest), in a task tracked by `retiring`.
+    fn retire(self, plugin: &Plugin, remove: Vec<String>, retiring: &TaskTracker) {
+        self.stop.cancel();
+        let name = plugin.name.to_string();
+        retiring.spawn(async move {
+            self.running.wait().await;
+            if !remove.is_empty() {
+                consumers::remove(&self.binding.stream, &name, &remove).await;
+            }
+        });
     }
 }
 
 /// Serves one JetStream plugin until told to stop, in lanes that each pull
-/// and run their share of the plugin's `concurrency`. A reload keeps the
-/// consumers; new subjects bind new ones, and a changed subject list,
-/// concurrency or batch starts new lanes before the old ones stop. On `Stop`
-/// every lane stops pulling, hands back what it pulled but did not start,
-/// finishes (and acks) what it started, and this returns.
+/// and run their share of the plugin's `concurrency`. A reload that changes
+/// the subjects or any JetStream setting rebinds (creating or updating the
+/// consumers on the server) and starts new lanes before the old ones stop; the
+/// consumers of removed subjects are deleted once the old lanes have finished.
+/// A reload that changes only `concurrency` starts new lanes on the same
+/// consumers. On `Stop` every lane stops pulling, hands back what it pulled but
+/// did not start, finishes (and acks) what it started, and this returns.
 pub async fn serve(
     client: Client,
     slot: Arc<Slot>,
@@ -280,11 +262,11 @@ pub async fn serve(
     let Some(settings) = plugin.settings.jetstream.clone() else {
         return;
     };
-    let tracker = TaskTracker::new();
+    let retiring = TaskTracker::new();
     let leaving = Arc::new(AtomicBool::new(false));
     let started = async {
         let binding = Arc::new(bind(&client, &plugin, &settings).await?);
-        Lanes::start(&client, &slot, binding, &tracker, &leaving).await
+        Lanes::start(&client, &slot, binding, &settings, &leaving).await
     };
     let mut lanes = match started.await {
         Ok(lanes) => lanes,
@@ -294,26 +276,37 @@ pub async fn serve(
         }
     };
     let _ = ready.send(Ok(()));
+    // Subjects removed while this task was not running (a restart, or an
+    // earlier version of the host) have no lanes: delete their consumers now.
+    if !lanes.binding.remove.is_empty() {
+        consumers::remove(&lanes.binding.stream, &plugin.name, &lanes.binding.remove).await;
+    }
     while let Some(Control::Resubscribe) = control.recv().await {
         let current = slot.current();
-        let batch = current.settings.jetstream.as_ref().map(|s| s.pull_batch);
-        let new_subjects = current.subjects != lanes.subjects;
-        if !new_subjects
-            && current.settings.concurrency == lanes.concurrency
-            && batch == Some(lanes.pull_batch)
-        {
+        let Some(settings) = current.settings.jetstream.clone() else {
+            continue;
+        };
+        let rebind = current.subjects != lanes.subjects || settings != lanes.settings;
+        if !rebind && current.settings.concurrency == lanes.concurrency {
             continue;
         }
         let fresh = async {
-            let binding = if new_subjects {
+            let binding = if rebind {
                 Arc::new(bind(&client, &current, &settings).await?)
             } else {
                 lanes.binding.clone()
             };
-            Lanes::start(&client, &slot, binding, &tracker, &leaving).await
+            Lanes::start(&client, &slot, binding, &settings, &leaving).await
         };
         match fresh.await {
-            Ok(fresh) => std::mem::replace(&mut lanes, fresh).stop.cancel(),
+            Ok(fresh) => {
+                let remove = if rebind {
+                    fresh.binding.remove.clone()
+                } else {
+                    Vec::new()
+                };
+                std::mem::replace(&mut lanes, fresh).retire(&current, remove, &retiring);
+            }
             Err(err) => tracing::error!(
                 plugin = %current.name, error = crate::errors::one_line(&format!("{err:#}")),
                 "cannot bind the new subjects; keeping the old ones"
@@ -322,8 +315,9 @@ pub async fn serve(
     }
     leaving.store(true, Ordering::Relaxed);
     lanes.stop.cancel();
-    tracker.close();
-    tracker.wait().await;
+    lanes.running.wait().await;
+    retiring.close();
+    retiring.wait().await;
 }
 
 /// A lane's part of its plugin's work.
@@ -444,9 +438,13 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
     async {
         // A JetStream message's reply subject is its ack subject, not a
         // requester: the handler must not see it (or be allowed to publish there).
-        let mut input = bus::to_message(&msg.message, attempt);
+        let id = settings
+            .dedup
+            .as_ref()
+            .and_then(|k| k.extract(&bus::header_pairs(msg.headers.as_ref()), &msg.payload));
+        let idempotency_key = idempotency::jetstream_key(&plugin.name, id.as_deref(), stream, seq);
+        let mut input = bus::to_message(&msg.message, attempt, &idempotency_key);
         input.reply_to = None;
-        let id = settings.dedup.as_ref().and_then(|k| k.extract(&input.headers, input.payload));
         let key = id.as_deref().map(|id| dedup::bucket_key(&plugin.name, id));
         if let (Some(store), Some(key)) = (&binding.dedup, &key) {
             match store.get(key.as_str()).await {
@@ -466,7 +464,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
             }
         }
 
-        let result = with_progress(&msg, settings.ack_wait, plugin.call(&input)).await;
+        let result = with_progress(&msg, binding.ack_wait, plugin.call(&input)).await;
         let failure = match result {
             Ok(outputs) => {
                 let msg_id_base = match &id {
@@ -603,17 +601,5 @@ pub async fn publish_durably(
             .await
             .map_err(|e| e.to_string())?;
         client.flush().await.map_err(|e| e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consumer_names_are_stable_per_subject() {
-        assert_eq!(consumer_name("evhost-payment", 0, 1), "evhost-payment");
-        assert_eq!(consumer_name("evhost-audit", 0, 3), "evhost-audit-0");
-        assert_eq!(consumer_name("evhost-audit", 2, 3), "evhost-audit-2");
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -9,6 +10,7 @@ use evhost::dlq;
 use evhost::host::{self, HostOptions};
 use evhost::invoke::{self, Invocation};
 use evhost::logging::{self, LogFormat};
+use evhost::signals::StopSignals;
 
 /// mimalloc: the host allocates and frees small buffers for every message
 /// (the handler's input record, its outputs, NATS headers); glibc's malloc
@@ -55,6 +57,9 @@ enum Command {
         /// The nats-server to start (default: the one on PATH).
         #[arg(long, value_name = "PATH")]
         nats_server: Option<PathBuf>,
+        /// How long shutdown waits for messages in flight.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        drain_timeout: Duration,
     },
     /// Run one message through a plugin, without a broker, and print the outcome as JSON.
     Invoke {
@@ -78,6 +83,10 @@ enum Command {
         /// The delivery number the handler sees.
         #[arg(long, default_value_t = 1)]
         attempt: u32,
+        /// Keep the plugin's key-value buckets on this NATS server (default:
+        /// in memory, for this one call).
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
     },
     /// List or replay dead letters.
     Dlq {
@@ -162,7 +171,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command)) {
+    let result = runtime.block_on(execute(cli.command));
+    // Whatever is still running (a blocking compile, a task waiting on a lost
+    // connection) must not keep a finished command from exiting.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {}", evhost::errors::one_line(&format!("{err:#}")));
@@ -187,13 +200,16 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 compile_cache: !no_compile_cache,
                 metrics,
             };
-            host::run(options, shutdown_signal()).await?;
+            let stop = StopSignals::install()?.spawn(|| {});
+            host::run(options, stop).await?;
             Ok(0)
         }
         Command::Dev {
             plugins,
             nats_server,
+            drain_timeout,
         } => {
+            let signals = StopSignals::install()?;
             let server = evhost::dev::DevServer::start(nats_server)?;
             eprintln!("evhost dev: nats-server listening at {}", server.url);
             eprintln!(
@@ -207,12 +223,24 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             let options = HostOptions {
                 plugins,
                 nats_url: server.url.clone(),
-                drain_timeout: Duration::from_secs(30),
+                drain_timeout,
                 compile_cache: true,
                 metrics: None,
             };
-            host::run(options, shutdown_signal()).await?;
-            drop(server);
+            // Shared with the second-signal path, which must stop the server
+            // and remove its store before the process exits.
+            let server = Arc::new(Mutex::new(Some(server)));
+            let forced = server.clone();
+            let stop = signals.spawn(move || {
+                if let Some(server) = forced.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    eprintln!("evhost dev: {}", server.stop());
+                }
+            });
+            let served = host::run(options, stop).await;
+            if let Some(server) = server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                eprintln!("evhost dev: {}", server.stop());
+            }
+            served?;
             Ok(0)
         }
         Command::Invoke {
@@ -223,6 +251,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             config,
             manifest,
             attempt,
+            nats,
         } => {
             invoke::invoke(Invocation {
                 wasm,
@@ -232,6 +261,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 headers,
                 config,
                 attempt,
+                nats,
             })
             .await
         }
@@ -263,29 +293,5 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             invoke::check(&wasm, manifest.as_deref()).await?;
             Ok(0)
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }

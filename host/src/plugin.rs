@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,12 @@ use wasmtime::component::{Component, ComponentExportIndex, Instance};
 
 use crate::config::{Isolation, PluginSettings};
 use crate::errors::one_line;
+use crate::keyvalue::{Backend, KvAccess};
+use crate::outbound_http::HttpPolicy;
 use crate::outcome::{Failure, FailureKind};
 use crate::runtime::{
-    HandleExport, Handler, HandlerError, HandlerPre, MessageRef, Outgoing, Runtime, State,
+    EPOCH_TICK, HandleExport, Handler, HandlerError, HandlerPre, MessageRef, Outgoing, Runtime,
+    State,
 };
 use crate::{lane, shard, subject};
 
@@ -38,6 +42,10 @@ pub struct Plugin {
     pub compile_time: Duration,
     config: Arc<BTreeMap<String, String>>,
     runtime: Runtime,
+    /// What its outbound HTTP may reach (every instance shares it).
+    http: Arc<HttpPolicy>,
+    /// The key-value buckets it may open.
+    kv: KvAccess,
     pre: HandlerPre<State>,
     handle_index: ComponentExportIndex,
     /// Warm instances in `reuse` isolation, one pool per shard (the last
@@ -46,6 +54,13 @@ pub struct Plugin {
     /// contend for one lock on every message, and an instance is mostly run
     /// by one thread, whose caches hold its memory.
     warm: Box<[Mutex<Vec<Warm>>]>,
+}
+
+/// The capability interfaces a component imports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CapabilityImports {
+    pub http: bool,
+    pub keyvalue: bool,
 }
 
 /// An instance kept between messages in `reuse` isolation.
@@ -71,14 +86,27 @@ impl Plugin {
     /// for the plugin's subscriptions. `previous` is the version being
     /// replaced: its compiled component is reused when the bytes are the same.
     /// Any failure is an error naming the cause; nothing is swapped in.
+    /// `dir` is the plugin folder (relative paths in the manifest start there).
     pub async fn load(
         runtime: &Runtime,
         name: &str,
+        dir: &Path,
+        kv: &Backend,
         wasm: Vec<u8>,
         settings: PluginSettings,
         previous: Option<&Plugin>,
     ) -> anyhow::Result<Plugin> {
+        let kv = KvAccess {
+            backend: kv.clone(),
+            granted: settings.capabilities.keyvalue.clone().into(),
+            max_value_bytes: settings.capabilities.kv_max_value_bytes,
+        };
         let version = version_of(&wasm);
+        let http = Arc::new(HttpPolicy::new(
+            Arc::from(name),
+            settings.capabilities.http.as_ref(),
+            dir,
+        )?);
         let started = Instant::now();
         let (component, compile_time) = match previous.filter(|p| p.version == version) {
             Some(p) => (p.component.clone(), Duration::ZERO),
@@ -109,6 +137,8 @@ impl Plugin {
             component,
             compile_time,
             runtime: runtime.clone(),
+            http,
+            kv,
             pre,
             handle_index,
             warm: (0..lane::cores()).map(|_| Mutex::default()).collect(),
@@ -127,14 +157,25 @@ impl Plugin {
                 "the plugin subscribes to nothing: subscriptions() is empty and the manifest sets no subjects"
             );
         }
-        if let Some(bad) = subjects.iter().find(|s| !subject::is_valid_pattern(s)) {
-            anyhow::bail!("subscription {bad:?} is not a valid NATS subject");
+        if let Err(denied) = subject::check_subscriptions(&subjects) {
+            anyhow::bail!("subscriptions: {denied}");
         }
         let plugin = Plugin { subjects, ..plugin };
         if plugin.settings.isolation == Isolation::Reuse {
             plugin.own_pool().lock().unwrap().push(warm);
         }
         Ok(plugin)
+    }
+
+    /// Which capability interfaces the component imports.
+    pub fn capability_imports(&self) -> CapabilityImports {
+        let engine = self.runtime.engine();
+        let mut found = CapabilityImports::default();
+        for (name, _) in self.component.component_type().imports(engine) {
+            found.http |= name.starts_with("wasi:http/");
+            found.keyvalue |= name.starts_with("wasi:keyvalue/");
+        }
+        found
     }
 
     /// The calling thread's pool of warm instances.
@@ -162,6 +203,8 @@ impl Plugin {
             self.name.clone(),
             self.config.clone(),
             self.settings.memory_bytes,
+            self.http.clone(),
+            self.kv.clone(),
         );
         store.set_epoch_deadline(1);
         let instance = self
@@ -201,7 +244,19 @@ impl Plugin {
         state.deadline = Some(self.runtime.ticks().deadline(self.settings.timeout));
         state.timed_out = false;
         warm.store.set_epoch_deadline(1);
-        let result = warm.handle.call(&mut warm.store, message).await;
+        let result = if self.settings.capabilities.waits_on_io() {
+            // Epoch interruption stops a guest that computes, not one whose
+            // host call awaits I/O (an HTTP server that never answers): a
+            // timer bounds the whole call too. Dropping the call's future
+            // abandons the instance, which is then thrown away.
+            let call = warm.handle.call(&mut warm.store, message);
+            match tokio::time::timeout(self.settings.timeout + EPOCH_TICK, call).await {
+                Ok(result) => result,
+                Err(_) => return Err(self.timeout_failure()),
+            }
+        } else {
+            warm.handle.call(&mut warm.store, message).await
+        };
         warm.store.data_mut().deadline = None;
         warm.served += 1;
 
@@ -214,13 +269,7 @@ impl Plugin {
             Err(err) => {
                 let state = warm.store.data();
                 return Err(if state.timed_out {
-                    Failure::new(
-                        FailureKind::Timeout,
-                        format!(
-                            "handler interrupted after its {} ms time limit",
-                            self.settings.timeout.as_millis()
-                        ),
-                    )
+                    self.timeout_failure()
                 } else {
                     Failure::new(FailureKind::Trap, trap_message(&err, state))
                 });
@@ -235,6 +284,16 @@ impl Plugin {
             }
         }
         outcome
+    }
+
+    fn timeout_failure(&self) -> Failure {
+        Failure::new(
+            FailureKind::Timeout,
+            format!(
+                "handler interrupted after its {} ms time limit",
+                self.settings.timeout.as_millis()
+            ),
+        )
     }
 
     /// The jittered backoff delay after failed attempt `attempt`, logged
@@ -273,6 +332,15 @@ impl Plugin {
             }
             if let Some((name, _)) = out.headers.iter().find(|(n, v)| !valid_header(n, v)) {
                 return invalid(format!("output header {name:?} is not a valid NATS header"));
+            }
+            if let Some((name, _)) = out
+                .headers
+                .iter()
+                .find(|(n, _)| subject::is_reserved_header(n))
+            {
+                return invalid(format!(
+                    "output header {name:?} is reserved: Nats-* headers steer JetStream and Evhost-* are the host's"
+                ));
             }
         }
         Ok(())

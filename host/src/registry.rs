@@ -31,6 +31,8 @@ struct Entry {
 pub struct Registry {
     dir: PathBuf,
     runtime: Runtime,
+    /// The plugins' key-value buckets, opened once and shared.
+    kv: crate::keyvalue::Backend,
     client: Client,
     shards: Arc<Shards>,
     metrics: Arc<Metrics>,
@@ -76,6 +78,7 @@ impl Registry {
         Registry {
             dir,
             runtime,
+            kv: crate::keyvalue::Backend::nats(client.clone()),
             client,
             shards,
             metrics,
@@ -151,6 +154,8 @@ impl Registry {
         let plugin = match Plugin::load(
             &self.runtime,
             name,
+            &self.dir,
+            &self.kv,
             wasm,
             settings,
             previous.as_ref().map(|(p, _)| &**p),
@@ -172,7 +177,10 @@ impl Registry {
         // Same delivery: swap the version in the slot; the serve task keeps
         // its subscriptions or consumers and resubscribes only if needed.
         if let Some(entry) = self.plugins.get_mut(&name)
-            && entry.slot.current().settings.jetstream == plugin.settings.jetstream
+            && same_consumers(
+                entry.slot.current().settings.jetstream.as_ref(),
+                plugin.settings.jetstream.as_ref(),
+            )
         {
             let started = Instant::now();
             let old = entry.slot.swap(plugin.clone());
@@ -190,7 +198,7 @@ impl Registry {
             return;
         }
         // New, or a change of delivery (core to JetStream, another stream or
-        // consumer): start a serve task, and only once it is subscribed
+        // durable): start a serve task, and only once it is subscribed
         // retire the old one, which drains first.
         let started = Instant::now();
         let slot = Arc::new(Slot::new(plugin.clone(), self.metrics.plugin(&name)));
@@ -274,6 +282,21 @@ impl Registry {
         for entry in entries {
             let _ = entry.task.await;
         }
+    }
+}
+
+/// Whether two versions' delivery is served by the same task: both core
+/// NATS, or JetStream on the same stream with the same durable. Other
+/// JetStream settings (subjects, `ack_wait`, `deliver`, …) are applied by that
+/// task's rebind, which updates the consumers in place.
+fn same_consumers(
+    old: Option<&crate::config::JetStreamSettings>,
+    new: Option<&crate::config::JetStreamSettings>,
+) -> bool {
+    match (old, new) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.stream == b.stream && a.durable == b.durable,
+        _ => false,
     }
 }
 

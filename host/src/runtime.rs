@@ -1,6 +1,8 @@
 //! The WebAssembly runtime: the one `bindgen!` of the `handler` world, the
 //! wasmtime engine (pooling allocator, epoch interruption, compiled-code
-//! cache), the linker with WASI and the host imports, and the per-store state.
+//! cache), the linker with WASI, `wasi:http` (sent by `outbound_http`),
+//! `wasi:keyvalue` (served by `keyvalue`) and the host imports, and the
+//! per-store state.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +18,10 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::keyvalue::KvAccess;
+use crate::outbound_http::{Hooks, HttpPolicy};
 
 use crate::sandbox::{self, MemoryCap, StderrTail};
 
@@ -23,6 +29,11 @@ wasmtime::component::bindgen!({
     world: "handler",
     path: "../wit",
     exports: { default: async },
+    imports: { "wasi:keyvalue": async | trappable },
+    with: {
+        "wasi:keyvalue/store.bucket": crate::keyvalue::Handle,
+        "wasi:keyvalue/atomics.cas": crate::keyvalue::Cas,
+    },
 });
 
 pub use self::evhost::plugin::host::Level;
@@ -46,6 +57,9 @@ pub struct MessageRef<'a> {
     pub reply_to: Option<&'a str>,
     /// Which delivery this is: 1 on the first.
     pub attempt: u32,
+    /// The same on every delivery of this message (see `idempotency.rs`).
+    #[component(name = "idempotency-key")]
+    pub idempotency_key: &'a str,
 }
 
 /// What `handle` returns.
@@ -163,6 +177,9 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("cannot link WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link wasi:http")?;
         Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("cannot link the evhost host functions")?;
@@ -209,12 +226,17 @@ impl Runtime {
         plugin: Arc<str>,
         config: Arc<BTreeMap<String, String>>,
         memory: usize,
+        http: Arc<HttpPolicy>,
+        kv: KvAccess,
     ) -> Store<State> {
         let stderr = StderrTail::default();
         let state = State {
             wasi: sandbox::wasi_ctx(&plugin, &stderr),
             stderr,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_hooks: Hooks { policy: http },
+            kv,
             memory: MemoryCap::new(memory),
             plugin,
             config,
@@ -320,10 +342,14 @@ impl Drop for EpochTicker {
 /// The data of one plugin instance's store.
 pub struct State {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    http: WasiHttpCtx,
+    http_hooks: Hooks,
+    /// The key-value buckets the plugin may open (`keyvalue.rs`).
+    pub(crate) kv: KvAccess,
     /// The memory cap; `exceeded` tells a trap came from it.
     pub memory: MemoryCap,
-    plugin: Arc<str>,
+    pub(crate) plugin: Arc<str>,
     config: Arc<BTreeMap<String, String>>,
     /// The tick ([`Ticks`]) at which the current call must stop; `None`
     /// between calls.
@@ -345,6 +371,16 @@ impl WasiView for State {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

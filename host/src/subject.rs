@@ -50,7 +50,8 @@ pub enum PublishDenied {
     /// Not a plain subject.
     #[error("output subject {0:?} is not a valid NATS subject (no wildcards or spaces)")]
     Invalid(String),
-    /// `$JS.`, `$SYS.` or an `_INBOX.` that is not the input's reply-to.
+    /// A `$`-prefixed subject (`$JS.`, `$KV.`, `$SYS.`, …) or an `_INBOX.`
+    /// subject that is not the input's reply-to.
     #[error("output subject {0:?} is a system subject; plugins may not publish there")]
     System(String),
     /// Outside the manifest's `[publish] allow` list.
@@ -58,8 +59,103 @@ pub enum PublishDenied {
     NotAllowed(String),
 }
 
-/// Checks that a plugin may publish to `subject`. The input's own `reply_to`
-/// is always allowed, so request/reply works.
+/// Most subjects one plugin may subscribe to.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+
+/// Why a plugin may not subscribe to a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeDenied {
+    /// Not a valid pattern.
+    #[error("{0:?} is not a valid NATS subject")]
+    Invalid(String),
+    /// A `$` or `_INBOX` subject: the server's, the client libraries' and
+    /// other consumers' traffic (key-value writes, JetStream deliveries).
+    #[error("{0:?} is a system subject; plugins may not subscribe to it")]
+    System(String),
+    /// A first token that is a wildcard (`>`, `*.>`, `*.created`) also
+    /// matches system subjects.
+    #[error(
+        "{0:?} starts with a wildcard, which would match system subjects too; name its first token"
+    )]
+    Unrooted(String),
+    /// Too many subjects.
+    #[error("{0} subjects; a plugin may subscribe to at most {MAX_SUBSCRIPTIONS}")]
+    TooMany(usize),
+}
+
+/// Checks the subjects a plugin asks for (its manifest's or its own).
+pub fn check_subscriptions(patterns: &[String]) -> Result<(), SubscribeDenied> {
+    if patterns.len() > MAX_SUBSCRIPTIONS {
+        return Err(SubscribeDenied::TooMany(patterns.len()));
+    }
+    for p in patterns {
+        if !is_valid_pattern(p) {
+            return Err(SubscribeDenied::Invalid(p.clone()));
+        }
+        let first = p.split('.').next().unwrap_or_default();
+        if first.starts_with('$') || first == "_INBOX" {
+            return Err(SubscribeDenied::System(p.clone()));
+        }
+        if first == "*" || first == ">" {
+            return Err(SubscribeDenied::Unrooted(p.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a plugin may set output header `name` itself: `Nats-*` headers
+/// steer JetStream (`Nats-Rollup` purges a stream, a forged `Nats-Msg-Id`
+/// makes a later real message a "duplicate") and `Evhost-*` headers are the
+/// host's own (a forged dead letter), so both are refused.
+pub fn is_reserved_header(name: &str) -> bool {
+    let lower = |prefix: &str| {
+        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    lower("Nats-") || lower("Evhost-")
+}
+
+/// A dead-letter prefix is a subject prefix ending in `.` that is not a
+/// system subject (a `$KV.` prefix would write dead letters into a bucket).
+pub fn check_dead_letter_prefix(prefix: &str) -> Result<(), String> {
+    let Some(stem) = prefix.strip_suffix('.') else {
+        return Err(format!(
+            "delivery.dead_letter_prefix {prefix:?} must end with `.` (like \"dlq.\")"
+        ));
+    };
+    if !is_valid_subject(stem) {
+        return Err(format!(
+            "delivery.dead_letter_prefix {prefix:?} is not a valid subject prefix"
+        ));
+    }
+    if is_system_subject(prefix) {
+        return Err(format!(
+            "delivery.dead_letter_prefix {prefix:?} is a system subject"
+        ));
+    }
+    Ok(())
+}
+
+/// The prefix of the reply subjects NATS clients make for request/reply.
+pub const INBOX_PREFIX: &str = "_INBOX.";
+
+/// Whether `subject` belongs to the server or to the client libraries rather
+/// than to applications: every subject whose first token starts with `$`
+/// (`$JS.`, `$JSC.`, `$KV.`, `$O.`, `$SYS.`, `$NRG.`, `$MQTT.`, `$SRV.`, and
+/// any the server adds later) and every `_INBOX.` subject.
+pub fn is_system_subject(subject: &str) -> bool {
+    subject.starts_with('$') || subject.starts_with(INBOX_PREFIX)
+}
+
+/// Checks that a plugin may publish to `subject`.
+///
+/// A `$` subject is refused always, even when a publisher named it as the
+/// input's reply-to: the reply subject is the publisher's to choose, and the
+/// host must not lend it its own NATS rights (a reply to
+/// `$JS.API.STREAM.DELETE.<stream>` would delete a stream). An `_INBOX.`
+/// subject is allowed only as the input's own reply-to, which is what
+/// request/reply uses, and then needs no `[publish] allow` entry. Any other
+/// reply-to is an ordinary output: it must be in the allow list when there is
+/// one.
 pub fn check_publish(
     subject: &str,
     reply_to: Option<&str>,
@@ -68,15 +164,10 @@ pub fn check_publish(
     if !is_valid_subject(subject) {
         return Err(PublishDenied::Invalid(subject.to_string()));
     }
-    if reply_to == Some(subject) {
+    if subject.starts_with(INBOX_PREFIX) && reply_to == Some(subject) {
         return Ok(());
     }
-    if subject.starts_with("$JS.")
-        || subject.starts_with("$SYS.")
-        || subject.starts_with("$KV.")
-        || subject.starts_with("_INBOX.")
-        || subject.starts_with("$O.")
-    {
+    if is_system_subject(subject) {
         return Err(PublishDenied::System(subject.to_string()));
     }
     match allow {
@@ -103,6 +194,63 @@ mod tests {
         assert!(!is_valid_pattern("orders.>.x"));
         assert!(!is_valid_pattern("orders.a*"));
         assert!(!is_valid_pattern("orders."));
+    }
+
+    #[test]
+    fn subscriptions_stay_off_system_subjects() {
+        let ok = |list: &[&str]| {
+            check_subscriptions(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(ok(&["orders.>", "orders.*.created", "a"]), Ok(()));
+        for system in ["$KV.>", "$JS.API.>", "$SYS.>", "_INBOX.>", "$KV.secrets.x"] {
+            assert!(
+                matches!(ok(&[system]), Err(SubscribeDenied::System(_))),
+                "{system}"
+            );
+        }
+        for unrooted in [">", "*", "*.>", "*.API.>"] {
+            assert!(
+                matches!(ok(&[unrooted]), Err(SubscribeDenied::Unrooted(_))),
+                "{unrooted}"
+            );
+        }
+        assert!(matches!(ok(&["a..b"]), Err(SubscribeDenied::Invalid(_))));
+        let many: Vec<String> = (0..=MAX_SUBSCRIPTIONS).map(|i| format!("s.{i}")).collect();
+        assert_eq!(
+            check_subscriptions(&many),
+            Err(SubscribeDenied::TooMany(MAX_SUBSCRIPTIONS + 1))
+        );
+    }
+
+    #[test]
+    fn nats_and_evhost_headers_are_reserved() {
+        for name in [
+            "Nats-Rollup",
+            "nats-msg-id",
+            "NATS-Expected-Stream",
+            "Evhost-Error-Kind",
+            "evhost-plugin",
+        ] {
+            assert!(is_reserved_header(name), "{name}");
+        }
+        for name in [
+            "traceparent",
+            "content-type",
+            "Nats",
+            "x-nats-thing",
+            "Evhost",
+        ] {
+            assert!(!is_reserved_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn dead_letter_prefixes_are_checked() {
+        assert_eq!(check_dead_letter_prefix("dlq."), Ok(()));
+        assert_eq!(check_dead_letter_prefix("errors.orders."), Ok(()));
+        for bad in ["", "dlq", "$KV.secrets.", "_INBOX.x.", "a..", "a b."] {
+            assert!(check_dead_letter_prefix(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -138,6 +286,35 @@ mod tests {
             check_publish("_INBOX.other", Some("_INBOX.abc"), None),
             Err(PublishDenied::System(_))
         ));
+        for hostile in [
+            "$JS.API.STREAM.DELETE.orders",
+            "$KV.stock.apples",
+            "$SYS.REQ.SERVER.PING",
+            "$JSC.x",
+            "$O.bucket.x",
+            "$NRG.x",
+            "$MQTT.x",
+            "$SRV.PING",
+        ] {
+            assert!(
+                matches!(
+                    check_publish(hostile, Some(hostile), None),
+                    Err(PublishDenied::System(_))
+                ),
+                "a reply-to of {hostile} must not let a plugin publish there"
+            );
+        }
+        let allow = vec!["payments.>".to_string()];
+        assert_eq!(
+            check_publish("_INBOX.abc.1", Some("_INBOX.abc.1"), Some(&allow)),
+            Ok(()),
+            "an inbox reply needs no allow entry"
+        );
+        assert!(matches!(
+            check_publish("orders.x", Some("orders.x"), Some(&allow)),
+            Err(PublishDenied::NotAllowed(_))
+        ));
+        assert_eq!(check_publish("orders.x", Some("orders.x"), None), Ok(()));
         assert!(matches!(
             check_publish("a.*", None, None),
             Err(PublishDenied::Invalid(_))

@@ -17,6 +17,7 @@ pub struct Context {
     headers: Vec<(String, String)>,
     reply_to: Option<String>,
     attempt: u32,
+    idempotency_key: String,
 }
 
 impl Context {
@@ -28,6 +29,7 @@ impl Context {
             headers: msg.headers,
             reply_to: msg.reply_to,
             attempt: msg.attempt,
+            idempotency_key: msg.idempotency_key,
         }
     }
 
@@ -37,6 +39,7 @@ impl Context {
             headers: msg.headers.clone(),
             reply_to: msg.reply_to.clone(),
             attempt: msg.attempt,
+            idempotency_key: msg.idempotency_key.clone(),
         }
     }
 
@@ -75,6 +78,13 @@ impl Context {
     /// 1 on the first delivery, 2 on the first retry, and so on.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The same on every delivery of this message, and different for each
+    /// plugin: send it as `Idempotency-Key` to make an external effect safe
+    /// to repeat.
+    pub fn idempotency_key(&self) -> &str {
+        &self.idempotency_key
     }
 
     /// Where a requester waits for the reply, for a request.

@@ -33,12 +33,16 @@
 
 mod context;
 mod error;
+pub mod http;
+mod idempotency;
+pub mod kv;
 pub mod log;
 mod message;
 
 pub use context::Context;
 pub use error::HandlerError;
 pub use evhost_sdk_macros::handler;
+pub use idempotency::current as idempotency_key;
 pub use message::{Message, Outgoing};
 
 /// The generated bindings of the `evhost:plugin/handler` world. Internal:
@@ -52,6 +56,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_handler",
         default_bindings_module: "::evhost_sdk::bindings",
+        generate_all,
     });
 }
 
@@ -68,6 +73,7 @@ pub mod __private {
     pub type WitMessage = wit::Message;
 
     fn finish(result: Result<Vec<Outgoing>, HandlerError>) -> WitResult {
+        crate::idempotency::set(None);
         result
             .map(|outs| outs.into_iter().map(Into::into).collect())
             .map_err(Into::into)
@@ -80,6 +86,7 @@ pub mod __private {
         f: impl FnOnce(T, &Context) -> Result<Vec<Outgoing>, HandlerError>,
     ) -> WitResult {
         let msg = Message::from(msg);
+        crate::idempotency::set(Some(msg.idempotency_key.clone()));
         let value = match serde_json::from_slice::<T>(&msg.payload) {
             Ok(value) => value,
             Err(err) => {
@@ -97,7 +104,9 @@ pub mod __private {
         msg: WitMessage,
         f: impl FnOnce(Message) -> Result<Vec<Outgoing>, HandlerError>,
     ) -> WitResult {
-        finish(f(Message::from(msg)))
+        let msg = Message::from(msg);
+        crate::idempotency::set(Some(msg.idempotency_key.clone()));
+        finish(f(msg))
     }
 
     /// Calls a raw handler with the whole message and its context.
@@ -106,6 +115,7 @@ pub mod __private {
         f: impl FnOnce(Message, &Context) -> Result<Vec<Outgoing>, HandlerError>,
     ) -> WitResult {
         let msg = Message::from(msg);
+        crate::idempotency::set(Some(msg.idempotency_key.clone()));
         let ctx = Context::of(&msg);
         finish(f(msg, &ctx))
     }

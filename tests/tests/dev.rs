@@ -94,3 +94,119 @@ fn dev_without_nats_server_says_how_to_install_it() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("apt-get install nats-server"), "{err}");
 }
+
+/// A terminal's Ctrl-C goes to the whole foreground process group. Before the
+/// fix the dev nats-server, in the same group, died first and the host looped
+/// on reconnects forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_to_the_terminal_group_ends_dev_and_removes_its_store() {
+    use std::os::unix::process::CommandExt as _;
+    let dir = PluginDir::new();
+    dir.add("echo");
+    let mut child = Command::new(evhost_bin())
+        .args(["dev", "--plugins"])
+        .arg(dir.path())
+        .env_remove("RUST_BACKTRACE")
+        .env("EVHOST_LOG", "info")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run evhost dev");
+    let group = child.id() as i32;
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let (mut url, mut store) = (None, None);
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline && !seen.iter().any(|l: &String| l.contains("host ready")) {
+        if let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(1), lines.recv()).await {
+            if let Some(rest) = line.split("listening at ").nth(1) {
+                url = Some(rest.trim().to_string());
+            }
+            if let Some(rest) = line.split("JetStream store in ").nth(1) {
+                store = Some(std::path::PathBuf::from(rest.trim()));
+            }
+            seen.push(line);
+        }
+    }
+    let (url, store) = match (url, store) {
+        (Some(u), Some(s)) => (u, s),
+        _ => panic!("dev did not print its URL and store:\n{}", seen.join("\n")),
+    };
+    assert!(store.is_dir(), "the store exists while dev runs");
+    // It serves.
+    let client = connect(&url).await;
+    let mut out = subscribe(&client, "test.echo.out").await;
+    publish(&client, "test.echo", &[], b"before ctrl-c").await;
+    tokio::time::timeout(WAIT, out.next())
+        .await
+        .expect("a reply")
+        .expect("subscription open");
+    drop(out);
+    drop(client);
+
+    // Ctrl-C as a terminal sends it: to every process of the group.
+    // SAFETY: signalling the process group we created.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for evhost dev") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            while let Ok(line) = lines.try_recv() {
+                seen.push(line);
+            }
+            panic!(
+                "evhost dev still running 10 s after Ctrl-C:\n{}",
+                seen.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Ok(line) = lines.try_recv() {
+        seen.push(line);
+    }
+    assert!(status.success(), "{status}\n{}", seen.join("\n"));
+    let port = url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no nats-server left behind"
+    );
+    assert!(!store.exists(), "the store {} is removed", store.display());
+    assert!(
+        seen.iter().any(|l| l.contains("removed its store")),
+        "dev says it removed the store:\n{}",
+        seen.join("\n")
+    );
+}
+
+/// `evhost run` whose server is gone still exits once `--drain-timeout` has
+/// passed, rather than waiting for a reconnect that never comes.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_exits_after_the_drain_timeout_when_nats_is_gone() {
+    let mut nats = NatsServer::start();
+    let dir = PluginDir::new();
+    dir.add("echo");
+    let host = Host::start(&dir.path(), &nats.url(), &["--drain-timeout", "1s"]);
+    host.wait_for_log("host ready", None, WAIT).await;
+    nats.stop();
+    host.wait_for_log("disconnected from NATS; reconnecting", None, WAIT)
+        .await;
+    host.sigterm();
+    let status = host.wait_exit(Duration::from_secs(15)).await;
+    assert!(
+        host.logs().contains("stopped"),
+        "the host says it stopped ({status})\n{}",
+        host.log_report()
+    );
+}

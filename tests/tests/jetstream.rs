@@ -351,13 +351,7 @@ async fn max_attempts_dead_letters_through_a_stream_then_terms() {
     );
 
     // TERMed: the consumer has nothing pending or awaiting an ack.
-    let mut consumer: consumer::PullConsumer = js
-        .get_stream("IN")
-        .await
-        .unwrap()
-        .get_consumer("evhost-flaky")
-        .await
-        .expect("durable consumer");
+    let mut consumer = consumer_of(&js, "IN", "test.flaky").await;
     let info = eventually_info(&mut consumer, |i| {
         i.num_ack_pending == 0 && i.num_pending == 0
     })
@@ -637,13 +631,7 @@ async fn a_long_handler_keeps_its_message_with_in_progress_acks() {
         .await
         .unwrap();
     next_message(&mut out, WAIT, "the slow reply", &host).await;
-    let mut consumer: consumer::PullConsumer = js
-        .get_stream("IN")
-        .await
-        .unwrap()
-        .get_consumer("evhost-echo")
-        .await
-        .expect("durable consumer");
+    let mut consumer = consumer_of(&js, "IN", "test.echo").await;
     let info = eventually_info(&mut consumer, |i| i.num_ack_pending == 0).await;
     assert_eq!(info.num_redelivered, 0, "never redelivered: {info:?}");
     assert_eq!(echo_calls(&host), 1, "handled once\n{}", host.log_report());

@@ -6,7 +6,16 @@
 //! `payments.payment.failed` when the order is over the configured limit.
 //!
 //! A broken business rule or a declined card is a permanent error; the
-//! provider being unavailable is transient. The provider is driven by the
+//! provider being unavailable is transient.
+//!
+//! With `provider_url = "https://…"` in `[config]` (and that URL granted in
+//! `[capabilities] http`), it charges a real provider: `POST
+//! {provider_url}/charges` with `{"order_id", "customer_id", "amount_cents"}`
+//! and the message's idempotency key as `Idempotency-Key`, so a retried
+//! charge is never charged twice. 2xx is a completed payment, 402 a declined
+//! card (permanent), 5xx, 429 and timeouts are transient.
+//!
+//! Without `provider_url` it simulates the provider, driven by the
 //! manifest's `[config]`, so failures can be provoked on purpose:
 //! - `decline_customers = "c-1,c-2"`: these customers' cards are declined;
 //! - `fail_attempts = 2`: the provider is unavailable on attempts 1 and 2;
@@ -115,6 +124,39 @@ pub fn charge(
     Charge::Approved
 }
 
+/// The request a real provider gets.
+#[derive(Serialize)]
+struct ChargeRequest<'a> {
+    order_id: &'a str,
+    customer_id: &'a str,
+    amount_cents: u64,
+}
+
+/// Charges `order` at the provider behind `url`.
+fn charge_provider(url: &str, order: &OrderCreated) -> Result<Charge, HandlerError> {
+    let response =
+        evhost_sdk::http::Request::post(format!("{}/charges", url.trim_end_matches('/')))
+            .json(&ChargeRequest {
+                order_id: &order.order_id,
+                customer_id: &order.customer_id,
+                amount_cents: order.total_cents,
+            })?
+            .send()?;
+    charge_from_status(response.status())
+}
+
+/// What a provider's status means for the charge.
+pub fn charge_from_status(status: u16) -> Result<Charge, HandlerError> {
+    match status {
+        200..=299 => Ok(Charge::Approved),
+        402 => Ok(Charge::Declined),
+        429 | 500..=599 => Ok(Charge::Unavailable),
+        other => Err(HandlerError::permanent(format!(
+            "payment provider answered {other}"
+        ))),
+    }
+}
+
 fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
@@ -150,13 +192,17 @@ fn on_order_created(order: OrderCreated, ctx: &Context) -> Result<Vec<Outgoing>,
         return Ok(vec![Outgoing::json("payments.payment.failed", &failed)?]);
     }
 
-    match charge(
-        &order.customer_id,
-        ctx.attempt(),
-        ctx.config("decline_customers").as_deref(),
-        fail_attempts,
-        unavailable,
-    ) {
+    let outcome = match ctx.config("provider_url") {
+        Some(url) => charge_provider(&url, &order)?,
+        None => charge(
+            &order.customer_id,
+            ctx.attempt(),
+            ctx.config("decline_customers").as_deref(),
+            fail_attempts,
+            unavailable,
+        ),
+    };
+    match outcome {
         Charge::Unavailable => Err(HandlerError::transient(format!(
             "payment provider unavailable (attempt {})",
             ctx.attempt()
@@ -233,6 +279,18 @@ mod tests {
                 .unwrap_err()
                 .contains("does not match")
         );
+    }
+
+    #[test]
+    fn provider_statuses_map_to_charges() {
+        assert_eq!(charge_from_status(201), Ok(Charge::Approved));
+        assert_eq!(charge_from_status(402), Ok(Charge::Declined));
+        assert_eq!(charge_from_status(503), Ok(Charge::Unavailable));
+        assert_eq!(charge_from_status(429), Ok(Charge::Unavailable));
+        assert!(matches!(
+            charge_from_status(400),
+            Err(HandlerError::Permanent(_))
+        ));
     }
 
     #[test]

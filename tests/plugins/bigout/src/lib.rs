@@ -6,6 +6,7 @@
 //! - `inbox`: one output to `_INBOX.not-yours` (a foreign inbox);
 //! - `wildcard`: one output to `test.bigout.*`;
 //! - `reply`: one output to the input's own reply-to subject;
+//! - `header:NAME=VALUE`: one output to `test.bigout.out` carrying that header;
 //! - anything else: config `count` outputs (default 10000) of config `size`
 //!   bytes (default 16) each, to config `subject` (default `test.bigout.out`).
 
@@ -32,6 +33,13 @@ fn handle(msg: Message, ctx: &Context) -> Result<Vec<Outgoing>, HandlerError> {
             Some(reply) => one(reply),
             None => Err(HandlerError::permanent("bigout: `reply` needs a reply-to")),
         },
+        p if p.starts_with(b"header:") => {
+            let text = String::from_utf8_lossy(&p[7..]).into_owned();
+            let (name, value) = text.split_once('=').unwrap_or((text.as_str(), ""));
+            Ok(vec![
+                Outgoing::new("test.bigout.out", b"bigout".to_vec()).with_header(name, value),
+            ])
+        }
         _ => {
             let count = number(ctx, "count", 10_000)?;
             let size = number(ctx, "size", 16)?;

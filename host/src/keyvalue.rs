@@ -1,0 +1,458 @@
+//! `wasi:keyvalue` (store and atomics, 0.2.0-draft2) for plugins, backed by
+//! NATS JetStream key-value buckets, so state is shared by every host and
+//! survives restarts; or, for `evhost invoke` without a broker, by memory.
+//!
+//! A plugin opens only the buckets its manifest names in
+//! `[capabilities] keyvalue` (others are `no-such-store`). The bucket `stock`
+//! is the NATS bucket `stock` (stream `KV_stock`); evhost creates it when it
+//! is missing, and two plugins that name the same bucket share it. A
+//! compare-and-swap remembers the revision it read and writes only at that
+//! revision, so of two hosts racing on one key exactly one wins.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use wasmtime::component::Resource;
+
+use crate::kv_memory::MemoryBuckets;
+use crate::runtime::State;
+use crate::runtime::wasi::keyvalue::atomics::{self, CasError};
+use crate::runtime::wasi::keyvalue::store::{self, Error, KeyResponse};
+
+/// Keys per `list-keys` page.
+const PAGE: usize = 1000;
+/// Tries of an increment that keeps losing races before it gives up.
+const INCREMENT_TRIES: usize = 100;
+
+/// Where the buckets live. Cheap to clone; one per host.
+#[derive(Clone)]
+pub enum Backend {
+    /// JetStream key-value buckets, opened once per host and kept.
+    Nats(Arc<NatsBuckets>),
+    /// In memory, for `evhost invoke` with no broker.
+    Memory(MemoryBuckets),
+}
+
+/// The JetStream buckets opened so far.
+pub struct NatsBuckets {
+    js: jetstream::Context,
+    open: tokio::sync::Mutex<HashMap<String, Arc<kv::Store>>>,
+}
+
+impl Backend {
+    /// Buckets on the NATS server behind `client`.
+    pub fn nats(client: async_nats::Client) -> Self {
+        Backend::Nats(Arc::new(NatsBuckets {
+            js: jetstream::new(client),
+            open: Default::default(),
+        }))
+    }
+
+    async fn open(&self, name: &str) -> Result<Handle, Error> {
+        match self {
+            Backend::Memory(m) => Ok(Handle::Memory(m.clone(), name.to_string())),
+            Backend::Nats(nats) => {
+                let mut open = nats.open.lock().await;
+                if let Some(store) = open.get(name) {
+                    return Ok(Handle::Nats(store.clone()));
+                }
+                let store = crate::kv_bucket::open_or_create(&nats.js, name, None)
+                    .await
+                    .map_err(|e| Error::Other(crate::errors::one_line(&format!("{e:#}"))))?;
+                let store = Arc::new(store);
+                open.insert(name.to_string(), store.clone());
+                Ok(Handle::Nats(store))
+            }
+        }
+    }
+}
+
+/// What one plugin may open, and how large a value may be.
+#[derive(Clone)]
+pub struct KvAccess {
+    pub backend: Backend,
+    pub granted: Arc<[String]>,
+    pub max_value_bytes: usize,
+}
+
+/// An open bucket (the `bucket` resource).
+#[derive(Clone)]
+pub enum Handle {
+    Nats(Arc<kv::Store>),
+    Memory(MemoryBuckets, String),
+}
+
+/// A compare-and-swap in progress (the `cas` resource).
+pub struct Cas {
+    bucket: Handle,
+    key: String,
+    /// The revision read; `None` when the key had no value.
+    revision: Option<u64>,
+    value: Option<Vec<u8>>,
+}
+
+/// A key JetStream accepts: letters, digits and `-/_=.`, not starting or
+/// ending with `.`, no empty token.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    let ok = !key.is_empty()
+        && key.len() <= 1024
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b))
+        && !key.starts_with('.')
+        && !key.ends_with('.')
+        && !key.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "invalid key {key:?}: use letters, digits and - / _ = . (not at the start or end, no ..), at most 1024 bytes"
+        )))
+    }
+}
+
+fn nats_error(e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("key-value store: {e}"))
+}
+
+impl Handle {
+    /// The key's value and revision.
+    async fn entry(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, Error> {
+        match self {
+            Handle::Memory(m, b) => Ok(m.entry(b, key)),
+            Handle::Nats(store) => {
+                let entry = store.entry(key).await.map_err(nats_error)?;
+                Ok(entry.and_then(|e| match e.operation {
+                    kv::Operation::Put => Some((e.revision, e.value.to_vec())),
+                    _ => None,
+                }))
+            }
+        }
+    }
+
+    /// Writes `value` if the key is at `expected`; `Ok(false)` when it is not.
+    async fn put_if(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<bool, Error> {
+        match self {
+            Handle::Memory(m, b) => Ok(m.put_if(b, key, expected, value).is_ok()),
+            Handle::Nats(store) => {
+                let value = Bytes::from(value);
+                match expected {
+                    Some(revision) => match store.update(key, value, revision).await {
+                        Ok(_) => Ok(true),
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+                        Err(e) => Err(nats_error(e)),
+                    },
+                    None => match store.create(key, value).await {
+                        Ok(_) => Ok(true),
+                        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                        Err(e) => Err(nats_error(e)),
+                    },
+                }
+            }
+        }
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error> {
+        match self {
+            Handle::Memory(m, b) => {
+                m.put(b, key, value);
+                Ok(())
+            }
+            Handle::Nats(store) => store
+                .put(key, Bytes::from(value))
+                .await
+                .map(drop)
+                .map_err(nats_error),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        match self {
+            Handle::Memory(m, b) => {
+                m.delete(b, key);
+                Ok(())
+            }
+            Handle::Nats(store) => store.delete(key).await.map_err(nats_error),
+        }
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, Error> {
+        match self {
+            Handle::Memory(m, b) => Ok(m.keys(b)),
+            Handle::Nats(store) => {
+                use futures::TryStreamExt;
+                let mut keys: Vec<String> = store
+                    .keys()
+                    .await
+                    .map_err(nats_error)?
+                    .try_collect()
+                    .await
+                    .map_err(nats_error)?;
+                keys.sort();
+                Ok(keys)
+            }
+        }
+    }
+}
+
+/// One page of `keys` (sorted) after `cursor`.
+pub fn page(keys: Vec<String>, cursor: Option<&str>) -> KeyResponse {
+    let start = match cursor {
+        Some(c) => keys.partition_point(|k| k.as_str() <= c),
+        None => 0,
+    };
+    let rest = &keys[start..];
+    let page: Vec<String> = rest.iter().take(PAGE).cloned().collect();
+    let cursor = (rest.len() > PAGE).then(|| page.last().cloned()).flatten();
+    KeyResponse { keys: page, cursor }
+}
+
+impl State {
+    fn bucket(&self, bucket: &Resource<Handle>) -> wasmtime::Result<Handle> {
+        Ok(self.table.get(bucket)?.clone())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), Error> {
+        let max = self.kv.max_value_bytes;
+        if value.len() > max {
+            return Err(Error::Other(format!(
+                "value of {} bytes is over the limit of {max} (limits.kv_max_value_bytes)",
+                value.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl store::Host for State {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Handle>, Error>> {
+        if !self.kv.granted.contains(&identifier) {
+            tracing::warn!(plugin = %self.plugin, bucket = %identifier, "key-value bucket refused: not in the plugin's [capabilities] keyvalue list");
+            return Ok(Err(Error::NoSuchStore));
+        }
+        let handle = match self.kv.backend.open(&identifier).await {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(self.table.push(handle)?))
+    }
+}
+
+impl store::HostBucket for State {
+    async fn get(
+        &mut self,
+        bucket: Resource<Handle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        let handle = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        Ok(handle.entry(&key).await.map(|e| e.map(|(_, v)| v)))
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Handle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let handle = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key).and_then(|()| self.check_value(&value)) {
+            return Ok(Err(e));
+        }
+        Ok(handle.put(&key, value).await)
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<Handle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let handle = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        Ok(handle.delete(&key).await)
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<Handle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, Error>> {
+        let handle = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        Ok(handle.entry(&key).await.map(|e| e.is_some()))
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Handle>,
+        cursor: Option<String>,
+    ) -> wasmtime::Result<Result<KeyResponse, Error>> {
+        let handle = self.bucket(&bucket)?;
+        Ok(handle
+            .keys()
+            .await
+            .map(|keys| page(keys, cursor.as_deref())))
+    }
+
+    async fn drop(&mut self, bucket: Resource<Handle>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for State {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Handle>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, Error>> {
+        let handle = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        for _ in 0..INCREMENT_TRIES {
+            let (revision, current) = match handle.entry(&key).await {
+                Ok(Some((rev, value))) => match std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+                {
+                    Some(n) => (Some(rev), n),
+                    None => {
+                        return Ok(Err(Error::Other(format!(
+                            "key {key:?} does not hold a number"
+                        ))));
+                    }
+                },
+                Ok(None) => (None, 0),
+                Err(e) => return Ok(Err(e)),
+            };
+            let Some(next) = current.checked_add(delta) else {
+                return Ok(Err(Error::Other(format!(
+                    "key {key:?}: increment overflows"
+                ))));
+            };
+            match handle
+                .put_if(&key, revision, next.to_string().into_bytes())
+                .await
+            {
+                Ok(true) => return Ok(Ok(next)),
+                Ok(false) => continue,
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Err(Error::Other(format!(
+            "key {key:?}: increment lost {INCREMENT_TRIES} races in a row"
+        ))))
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), CasError>> {
+        let cas = self.table.delete(cas)?;
+        if let Err(e) = self.check_value(&value) {
+            return Ok(Err(CasError::StoreError(e)));
+        }
+        match cas.bucket.put_if(&cas.key, cas.revision, value).await {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => {
+                // Lost the race: a fresh handle at the key as it is now.
+                let fresh = match cas.bucket.entry(&cas.key).await {
+                    Ok(entry) => Cas {
+                        revision: entry.as_ref().map(|(r, _)| *r),
+                        value: entry.map(|(_, v)| v),
+                        ..cas
+                    },
+                    Err(e) => return Ok(Err(CasError::StoreError(e))),
+                };
+                Ok(Err(CasError::CasFailed(self.table.push(fresh)?)))
+            }
+            Err(e) => Ok(Err(CasError::StoreError(e))),
+        }
+    }
+}
+
+impl atomics::HostCas for State {
+    async fn new(
+        &mut self,
+        bucket: Resource<Handle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, Error>> {
+        let handle = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        let entry = match handle.entry(&key).await {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        let cas = Cas {
+            bucket: handle,
+            key,
+            revision: entry.as_ref().map(|(r, _)| *r),
+            value: entry.map(|(_, v)| v),
+        };
+        Ok(Ok(self.table.push(cas)?))
+    }
+
+    async fn current(
+        &mut self,
+        cas: Resource<Cas>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        Ok(Ok(self.table.get(&cas)?.value.clone()))
+    }
+
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_jetstream_rules() {
+        for good in ["apples", "stock.apples", "a/b_c-d=e", "A1"] {
+            assert!(check_key(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".a", "a.", "a..b", "a b", "a*", "a>", "é"] {
+            let Err(Error::Other(why)) = check_key(bad) else {
+                panic!("{bad:?} accepted")
+            };
+            assert!(why.contains("invalid key"), "{why}");
+        }
+    }
+
+    #[test]
+    fn pages_continue_after_the_cursor() {
+        let keys: Vec<String> = (0..2500).map(|i| format!("k{i:05}")).collect();
+        let first = page(keys.clone(), None);
+        assert_eq!(first.keys.len(), PAGE);
+        let second = page(keys.clone(), first.cursor.as_deref());
+        assert_eq!(second.keys[0], "k01000");
+        let third = page(keys.clone(), second.cursor.as_deref());
+        assert_eq!(third.keys.len(), 500);
+        assert_eq!(third.cursor, None);
+        assert_eq!(page(Vec::new(), None).keys.len(), 0);
+    }
+}

@@ -1,0 +1,44 @@
+//! Opening a JetStream key-value bucket, creating it when it is missing.
+//!
+//! The bucket's stream (`KV_<bucket>`, capturing `$KV.<bucket>.>`) is created
+//! by hand with the layout async-nats' `create_key_value` would use, since that
+//! call does not parse nats-server 2.9's account answer. Used by the dedup
+//! store and by the plugins' `wasi:keyvalue` buckets.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, kv, stream};
+
+/// Opens `bucket`, creating it (one value per key; entries expire after
+/// `max_age` when given) if it does not exist.
+pub async fn open_or_create(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Option<Duration>,
+) -> anyhow::Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    let ttl = max_age.unwrap_or_default();
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: ttl,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        duplicate_window: match max_age {
+            Some(ttl) => ttl.min(Duration::from_secs(120)),
+            None => Duration::from_secs(120),
+        },
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("cannot create key-value bucket {bucket}"))?;
+    js.get_key_value(bucket)
+        .await
+        .with_context(|| format!("cannot open key-value bucket {bucket}"))
+}

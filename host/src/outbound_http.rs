@@ -1,0 +1,305 @@
+//! Outbound HTTP for plugins, through the standard `wasi:http` interfaces
+//! (wasmtime-wasi-http implements them; this module is the hook that sends).
+//!
+//! Every request is checked against the plugin's `[capabilities] http` list
+//! before anything else happens: a destination off the list (or any request
+//! from a plugin with no grant) is refused with the `HTTP-request-denied`
+//! error code, a rate-limited warning names the plugin and the URL, and the
+//! name is never resolved. Redirects are not followed here: a guest that
+//! follows one sends a new request, which is checked again. Allowed requests
+//! get the manifest's limits (connect, first-byte and between-bytes timeouts,
+//! the guest's own when shorter; a response body cap; requests in flight per
+//! plugin) and TLS with the built-in web roots plus the plugin's `http_ca`.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::uri::Scheme;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use rustls_pki_types::pem::PemObject as _;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::capabilities::{HttpGrant, HttpLimits};
+use crate::http_allow::{Destination, HttpAllow};
+use crate::log_limit::LogLimit;
+
+/// One plugin's outbound HTTP: what it may call and with which limits.
+/// Shared by every instance of one loaded version.
+pub struct HttpPolicy {
+    plugin: Arc<str>,
+    allow: HttpAllow,
+    limits: HttpLimits,
+    tls: Arc<rustls::ClientConfig>,
+    in_flight: Arc<Semaphore>,
+    refused: Mutex<LogLimit>,
+}
+
+impl HttpPolicy {
+    /// The policy of a plugin with `grant` (`None`: refuse everything).
+    /// `plugin_dir` resolves a relative `http_ca`.
+    pub fn new(
+        plugin: Arc<str>,
+        grant: Option<&HttpGrant>,
+        plugin_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        if let Some(ca) = grant.and_then(|g| g.ca.as_ref()) {
+            let path = plugin_dir.join(ca);
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("capabilities.http_ca: cannot read {}", path.display()))?;
+            let mut added = 0;
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.with_context(|| {
+                    format!("capabilities.http_ca: {} is not PEM", path.display())
+                })?;
+                roots.add(cert).with_context(|| {
+                    format!(
+                        "capabilities.http_ca: a certificate in {} is not a CA",
+                        path.display()
+                    )
+                })?;
+                added += 1;
+            }
+            anyhow::ensure!(
+                added > 0,
+                "capabilities.http_ca: {} holds no certificate",
+                path.display()
+            );
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS configuration")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (allow, limits) = match grant {
+            Some(g) => (g.allow.clone(), g.limits.clone()),
+            None => (HttpAllow::default(), HttpLimits::default()),
+        };
+        Ok(HttpPolicy {
+            plugin,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            allow,
+            limits,
+            tls: Arc::new(tls),
+            refused: Mutex::new(LogLimit::default()),
+        })
+    }
+
+    /// Whether `uri` is on the list; logs a refusal (rate-limited).
+    fn admit(&self, uri: &http::Uri) -> bool {
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        let allowed = (https || uri.scheme() == Some(&Scheme::HTTP))
+            && uri.host().is_some_and(|host| {
+                self.allow.allows(&Destination {
+                    https,
+                    host,
+                    port: uri.port_u16(),
+                    path: uri.path(),
+                })
+            });
+        if !allowed {
+            let logged = self.refused.lock().unwrap().admit(Instant::now());
+            if let Some(suppressed) = logged {
+                let why = if self.allow.is_empty() {
+                    "the plugin has no [capabilities] http grant"
+                } else {
+                    "not in the plugin's [capabilities] http list"
+                };
+                tracing::warn!(plugin = %self.plugin, url = %uri, suppressed, "HTTP request refused: {why}");
+            }
+        }
+        allowed
+    }
+
+    /// The limits of one request: the manifest's, or the guest's where shorter.
+    fn timeouts(&self, options: Option<RequestOptions>) -> (Duration, Duration, Duration) {
+        let shorter = |mine: Duration, theirs: Option<Duration>| match theirs {
+            Some(t) if t < mine => t,
+            _ => mine,
+        };
+        let o = options.unwrap_or_default();
+        (
+            shorter(self.limits.connect_timeout, o.connect_timeout),
+            shorter(self.limits.first_byte_timeout, o.first_byte_timeout),
+            shorter(self.limits.between_bytes_timeout, o.between_bytes_timeout),
+        )
+    }
+}
+
+/// The `wasi:http` hooks of one store.
+pub struct Hooks {
+    pub policy: Arc<HttpPolicy>,
+}
+
+type Sent = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        drop(fut);
+        let policy = self.policy.clone();
+        Box::new(async move {
+            if !policy.admit(request.uri()) {
+                return Err(Error::HttpRequestDenied);
+            }
+            let permit = policy
+                .in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::InternalError(Some("closed".into())))?;
+            send(&policy, request, options, permit).await
+        })
+    }
+}
+
+/// Connects, sends, and returns the response with its body bounded.
+async fn send(
+    policy: &HttpPolicy,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    permit: OwnedSemaphorePermit,
+) -> Sent {
+    let (connect_timeout, first_byte, between_bytes) = policy.timeouts(options);
+    let uri = request.uri().clone();
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let connect = async {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = TcpStream::connect((bare, port))
+            .await
+            .map_err(Error::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = if https {
+            let name = rustls_pki_types::ServerName::try_from(bare.to_string())
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+            let tls = tokio_rustls::TlsConnector::from(policy.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(Error::Tls)?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, WasiBody>(TokioIo::new(io))
+            .await
+            .map_err(Error::from)?;
+        Ok::<_, Error>((sender, conn))
+    };
+    let (mut sender, conn) = tokio::time::timeout(connect_timeout, connect)
+        .await
+        .map_err(|_| Error::ConnectionTimeout)??;
+    let driver = tokio::spawn(conn);
+    // The request line carries the path only (no proxy here).
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let response = tokio::time::timeout(first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)?
+        .map_err(Error::from)?;
+    let max = policy.limits.max_response_bytes;
+    if let Some(length) = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && length > max
+    {
+        return Err(Error::HttpResponseBodySize(Some(length)));
+    }
+    let response = response.map(|incoming| {
+        Bounded {
+            inner: incoming,
+            left: max,
+            limit: max,
+            between: between_bytes,
+            idle: Box::pin(tokio::time::sleep(between_bytes)),
+            _permit: permit,
+        }
+        .boxed_unsync()
+    });
+    let io = async move {
+        match driver.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(Error::from(err)),
+            Err(_) => Err(Error::ConnectionTerminated),
+        }
+    };
+    Ok((response, Box::new(io)))
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A response body with a size cap and a between-bytes timeout; holds the
+/// request's in-flight permit until it is dropped.
+struct Bounded {
+    inner: hyper::body::Incoming,
+    left: u64,
+    limit: u64,
+    between: Duration,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Body for Bounded {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > self.left {
+                    let limit = self.limit;
+                    return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(limit)))));
+                }
+                self.left -= len;
+                let next = tokio::time::Instant::now() + self.between;
+                self.idle.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Error::from(err)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,214 @@
+//! A real HTTP server on a loopback port, playing the provider that plugins
+//! call: it answers by path and records every request and connection.
+//!
+//! - `/status/CODE`: answers CODE with a small JSON body;
+//! - `/charges`: 200 with `{"charge_id": …}`, after answering 503 to the first
+//!   [`Provider::fail_first`] requests; a customer listed by
+//!   [`Provider::decline`] gets 402;
+//! - `/hang`: never answers;
+//! - `/redirect?to=URL`: 302 to URL;
+//! - `/big/N`: a body of N bytes, streamed in 64 KiB chunks.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// One request the provider received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Mutex<Vec<Recorded>>,
+    connections: AtomicUsize,
+    fail_first: AtomicUsize,
+    declined: Mutex<Vec<String>>,
+}
+
+/// The running server; stopped on drop.
+pub struct Provider {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Provider {
+    /// Starts the server on a free loopback port.
+    pub async fn start() -> Provider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the provider");
+        let addr = listener.local_addr().expect("provider address");
+        let state = Arc::new(State::default());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(answer(&state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Provider { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// `/charges` answers 503 to the next `n` requests.
+    pub fn fail_first(&self, n: usize) {
+        self.state.fail_first.store(n, Ordering::SeqCst);
+    }
+
+    /// `/charges` answers 402 for this customer.
+    pub fn decline(&self, customer: &str) {
+        self.state
+            .declined
+            .lock()
+            .unwrap()
+            .push(customer.to_string());
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Answer = Response<BoxBody<Bytes, Infallible>>;
+
+fn full(status: u16, body: impl Into<Bytes>) -> Answer {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()).boxed())
+        .expect("a valid response")
+}
+
+async fn answer(state: &State, req: Request<Incoming>) -> Answer {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let recorded = Recorded {
+        method,
+        path: path.clone(),
+        headers,
+        body,
+    };
+    state.requests.lock().unwrap().push(recorded.clone());
+
+    if let Some(code) = path.strip_prefix("/status/") {
+        let code = code.parse().unwrap_or(500);
+        return full(code, format!("{{\"status\":{code}}}"));
+    }
+    if path == "/charges" {
+        let failing = state
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return full(503, "{\"error\":\"try later\"}");
+        }
+        let customer = serde_json::from_slice::<serde_json::Value>(&recorded.body)
+            .ok()
+            .and_then(|v| v.get("customer_id")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if state.declined.lock().unwrap().contains(&customer) {
+            return full(402, "{\"error\":\"card declined\"}");
+        }
+        let n = state.requests.lock().unwrap().len();
+        return full(200, format!("{{\"charge_id\":\"ch_{n}\"}}"));
+    }
+    if path == "/hang" {
+        std::future::pending::<()>().await;
+    }
+    if path == "/redirect" {
+        let to = query.strip_prefix("to=").unwrap_or("/");
+        return Response::builder()
+            .status(302)
+            .header("location", to)
+            .body(Full::new(Bytes::new()).boxed())
+            .expect("a valid response");
+    }
+    if let Some(n) = path.strip_prefix("/big/") {
+        let total: usize = n.parse().unwrap_or(0);
+        let chunk = 64 * 1024;
+        let frames = (0..total.div_ceil(chunk)).map(move |i| {
+            let len = chunk.min(total - i * chunk);
+            Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; len])))
+        });
+        return Response::builder()
+            .status(200)
+            .body(BodyExt::boxed(StreamBody::new(futures::stream::iter(
+                frames,
+            ))))
+            .expect("a valid response");
+    }
+    full(404, "{\"error\":\"no such path\"}")
+}

@@ -1,0 +1,238 @@
+//! Outbound HTTP from plugins through wasi:http, against a real HTTP server
+//! started by the test: what the manifest grants works, with its limits;
+//! everything else is refused before a connection is made.
+
+use evhost_tests::provider::Provider;
+use evhost_tests::*;
+
+/// The `caller` plugin allowed to reach `allow`, with quick retries.
+fn caller_manifest(allow: &[String], extra_limits: &str) -> String {
+    let list: Vec<String> = allow.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        "[config]\nfollow_redirects = true\n[limits]\ntimeout_ms = 1500\n{extra_limits}\n\
+         [delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n[capabilities]\nhttp = [{}]\n",
+        list.join(", ")
+    )
+}
+
+fn call(url: &str) -> Vec<u8> {
+    serde_json::json!({ "url": url, "body": "{}" })
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_answer_ends_as_the_outcome_table_says_and_others_keep_serving() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    let elsewhere = Provider::start().await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "caller",
+        &caller_manifest(
+            &[provider.url()],
+            "http_max_response_bytes = 100000\nhttp_first_byte_timeout_ms = 60000",
+        ),
+    );
+    dir.add("echo");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut out = subscribe(&client, "test.caller.out").await;
+    let mut dead = subscribe(&client, "dlq.test.caller").await;
+    let p = provider.url();
+
+    publish(
+        &client,
+        "test.caller",
+        &[],
+        &call(&format!("{p}/status/200")),
+    )
+    .await;
+    let ok = next_message(&mut out, WAIT, "the 200's output", &host).await;
+    assert_eq!(header(&ok, "status").as_deref(), Some("200"));
+    assert_eq!(ok.payload.as_ref(), b"{\"status\":200}");
+
+    // (path, expected dead-letter kind, attempts, text in Evhost-Error)
+    let cases = [
+        ("/status/402".to_string(), "permanent", 1, "402"),
+        ("/status/503".to_string(), "exhausted", 2, "503"),
+        ("/hang".to_string(), "timeout", 2, "time limit"),
+        (
+            format!("/redirect?to={}/status/200", elsewhere.url()),
+            "permanent",
+            1,
+            "denied",
+        ),
+        ("/big/1000000".to_string(), "permanent", 1, "large"),
+    ];
+    for (path, kind, attempts, text) in &cases {
+        let payload = call(&format!("{p}{path}"));
+        publish(&client, "test.caller", &[], &payload).await;
+        let letter =
+            next_dead_letter(&mut dead, &format!("the dead letter of {path}"), &host).await;
+        letter.assert_about("test.caller", "caller", kind, *attempts, &host);
+        assert_eq!(letter.message.payload.as_ref(), payload.as_slice());
+        assert!(
+            letter.error.to_lowercase().contains(text),
+            "{path}: Evhost-Error {:?} should mention {text:?}",
+            letter.error
+        );
+        // Another plugin is served meanwhile.
+        echo_roundtrip(&client, &host, &format!("after {path}")).await;
+    }
+    assert_eq!(
+        elsewhere.connections(),
+        0,
+        "the redirect's off-list target was never contacted"
+    );
+    assert!(
+        pending_message(&mut out).is_none(),
+        "failures publish nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_off_the_list_is_refused_and_logged_without_a_connection() {
+    let nats = NatsServer::start();
+    let allowed = Provider::start().await;
+    let other = Provider::start().await;
+    let dir = PluginDir::new();
+    // One plugin allowed a different server, one with no grant at all.
+    dir.add_with_manifest("caller", &caller_manifest(&[allowed.url()], ""));
+    dir.add_as("nogrant", &wasm("caller"));
+    dir.write_manifest(
+        "nogrant",
+        "subjects = [\"test.nogrant\"]\n[delivery]\nmax_attempts = 1\n",
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.>").await;
+    let target = format!("{}/status/200", other.url());
+
+    publish(&client, "test.caller", &[], &call(&target)).await;
+    let letter = next_dead_letter(&mut dead, "caller's refusal", &host).await;
+    letter.assert_about("test.caller", "caller", "permanent", 1, &host);
+    assert!(
+        letter.error.to_lowercase().contains("denied"),
+        "{}",
+        letter.error
+    );
+
+    publish(&client, "test.nogrant", &[], &call(&target)).await;
+    let letter = next_dead_letter(&mut dead, "nogrant's refusal", &host).await;
+    letter.assert_about("test.nogrant", "nogrant", "permanent", 1, &host);
+
+    let refused = host
+        .wait_for("a refusal naming nogrant", WAIT, |l| {
+            l.message()
+                .is_some_and(|m| m.starts_with("HTTP request refused"))
+                && l.field_str("plugin").as_deref() == Some("nogrant")
+        })
+        .await;
+    assert!(
+        refused.raw.contains("no [capabilities] http grant")
+            && refused.field_str("url").as_deref() == Some(target.as_str()),
+        "{}",
+        refused.raw
+    );
+    let caller_line = host.find_logs(|l| {
+        l.message()
+            .is_some_and(|m| m.starts_with("HTTP request refused"))
+            && l.field_str("plugin").as_deref() == Some("caller")
+    });
+    assert_eq!(caller_line.len(), 1, "{}", host.log_report());
+
+    // A guest refused in a loop does not flood the log.
+    for _ in 0..20 {
+        publish(&client, "test.nogrant", &[], &call(&target)).await;
+    }
+    for i in 0..20 {
+        next_dead_letter(&mut dead, &format!("refusal {i}"), &host).await;
+    }
+    let lines = host
+        .find_logs(|l| {
+            l.message()
+                .is_some_and(|m| m.starts_with("HTTP request refused"))
+                && l.field_str("plugin").as_deref() == Some("nogrant")
+        })
+        .len();
+    assert!(lines <= 6, "{lines} refusal lines for 21 refusals");
+    assert_eq!(other.connections(), 0, "no connection to a refused server");
+    assert_eq!(allowed.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_charge_carries_the_same_idempotency_key_every_time() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    provider.fail_first(2);
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "payment",
+        &format!(
+            "[config]\nprovider_url = \"{}\"\n[delivery]\nbackoff = \"10ms\"\n\
+             [capabilities]\nhttp = [\"{}\"]\n",
+            provider.url(),
+            provider.url()
+        ),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut done = subscribe(&client, "payments.payment.completed").await;
+    let order = OrderCreated::new("o-1", "c-1");
+    publish(&client, "orders.order.created", &[], &order.to_bytes()).await;
+    let completed = next_message(&mut done, WAIT, "payment completed", &host).await;
+    let event: serde_json::Value = serde_json::from_slice(&completed.payload).unwrap();
+    assert_eq!(event["order_id"], "o-1");
+
+    let charges: Vec<_> = provider
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/charges")
+        .collect();
+    assert_eq!(charges.len(), 3, "two 503s, then the charge: {charges:?}");
+    let keys: Vec<Option<&str>> = charges
+        .iter()
+        .map(|r| r.header("idempotency-key"))
+        .collect();
+    assert!(
+        keys[0].is_some_and(|k| k.starts_with("payment:")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "one key on every attempt: {keys:?}"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&charges[2].body).unwrap();
+    assert_eq!(body["order_id"], "o-1");
+    assert_eq!(body["amount_cents"], order.total_cents);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declined_charge_is_a_permanent_dead_letter() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    provider.decline("c-bad");
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "payment",
+        &format!(
+            "[config]\nprovider_url = \"{}\"\n[capabilities]\nhttp = [\"{}\"]\n",
+            provider.url(),
+            provider.url()
+        ),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.orders.order.created").await;
+    publish(
+        &client,
+        "orders.order.created",
+        &[],
+        &OrderCreated::new("o-2", "c-bad").to_bytes(),
+    )
+    .await;
+    let letter = next_dead_letter(&mut dead, "the declined order", &host).await;
+    letter.assert_about("orders.order.created", "payment", "permanent", 1, &host);
+    assert!(letter.error.contains("declined"), "{}", letter.error);
+}

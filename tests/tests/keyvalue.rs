@@ -1,0 +1,222 @@
+//! Key-value state through wasi:keyvalue, backed by JetStream buckets on a
+//! real nats-server: kept between messages, across a restart and between
+//! hosts; only granted buckets open; compare-and-swap never oversells.
+
+use std::collections::BTreeSet;
+
+use async_nats::jetstream;
+use evhost_tests::*;
+use futures::StreamExt;
+
+const TALLY: &str = "[capabilities]\nkeyvalue = [\"tally\"]\n[delivery]\nmax_attempts = 1\n";
+
+/// Publishes `key` to tally and returns the count it answers.
+async fn tally(
+    client: &async_nats::Client,
+    out: &mut async_nats::Subscriber,
+    key: &str,
+    host: &Host,
+) -> u64 {
+    publish(client, "test.tally", &[], key.as_bytes()).await;
+    let msg = next_message(out, WAIT, &format!("tally's count of {key}"), host).await;
+    String::from_utf8_lossy(&msg.payload)
+        .parse()
+        .unwrap_or_else(|_| panic!("not a count: {}", describe(&msg)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_outlives_a_message_a_restart_and_is_shared_by_two_hosts() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest("tally", TALLY);
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut out = subscribe(&client, "test.tally.out").await;
+    for expected in 1..=3 {
+        assert_eq!(tally(&client, &mut out, "apples", &host).await, expected);
+    }
+    host.sigterm();
+    host.wait_exit(WAIT).await;
+
+    let first = Host::start_ready(&dir.path(), &nats.url()).await;
+    assert_eq!(
+        tally(&client, &mut out, "apples", &first).await,
+        4,
+        "the count survived the restart"
+    );
+    let second = Host::start_ready(&dir.path(), &nats.url()).await;
+    // The queue group spreads these over both hosts; every count is unique.
+    for _ in 0..20 {
+        publish(&client, "test.tally", &[], b"apples").await;
+    }
+    let mut counts = BTreeSet::new();
+    for i in 0..20 {
+        let msg = next_message(&mut out, WAIT, &format!("count {i}"), &second).await;
+        counts.insert(
+            String::from_utf8_lossy(&msg.payload)
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    assert_eq!(counts, (5..=24).collect(), "each message counted once");
+
+    // The state is in the NATS bucket named by the manifest.
+    let js = jetstream::new(client.clone());
+    let bucket = js.get_key_value("tally").await.expect("bucket tally");
+    let stored = bucket.get("apples").await.expect("get").expect("a value");
+    assert_eq!(stored.as_ref(), b"24");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_the_manifest_does_not_grant_is_refused() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest("tally", &format!("[config]\nbucket = \"secrets\"\n{TALLY}"));
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.test.tally").await;
+    publish(&client, "test.tally", &[], b"apples").await;
+    let letter = next_dead_letter(&mut dead, "the refused open", &host).await;
+    letter.assert_about("test.tally", "tally", "permanent", 1, &host);
+    assert!(
+        letter.error.contains("\"secrets\" is not granted"),
+        "{}",
+        letter.error
+    );
+    host.wait_for("the refusal in the log", WAIT, |l| {
+        l.message()
+            .is_some_and(|m| m.starts_with("key-value bucket refused"))
+            && l.field_str("bucket").as_deref() == Some("secrets")
+    })
+    .await;
+    let js = jetstream::new(client.clone());
+    assert!(
+        js.get_stream("KV_secrets").await.is_err(),
+        "no bucket was created for the refused name"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_atomic_increment_counts_every_message_once() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "tally",
+        &format!("[config]\nmode = \"increment\"\n[limits]\nconcurrency = 8\n{TALLY}"),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut out = subscribe(&client, "test.tally.out").await;
+    for _ in 0..30 {
+        publish(&client, "test.tally", &[], b"pears").await;
+    }
+    let mut counts = BTreeSet::new();
+    for i in 0..30 {
+        let msg = next_message(&mut out, WAIT, &format!("count {i}"), &host).await;
+        counts.insert(
+            String::from_utf8_lossy(&msg.payload)
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    assert_eq!(counts, (1..=30).collect());
+}
+
+/// One unit of `p-last` per order.
+fn order_for_last_unit(i: usize) -> Vec<u8> {
+    let mut order = OrderCreated::new(&format!("o-{i:03}"), "c-1");
+    order.items = vec![OrderItem {
+        product_id: "p-last".into(),
+        quantity: 1,
+        price_cents: 100,
+    }];
+    order.total_cents = 100;
+    order.to_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_hosts_racing_for_the_last_units_reserve_exactly_the_stock() {
+    const STOCK: u64 = 10;
+    const ORDERS: usize = 100;
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+    let stock = kv_bucket(&js, "stock").await;
+    stock
+        .put("p-last", format!("{{\"available\":{STOCK}}}").into())
+        .await
+        .expect("seed the stock");
+
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "inventory",
+        "[config]\nstock_bucket = \"stock\"\n[limits]\nconcurrency = 8\n\
+         [capabilities]\nkeyvalue = [\"stock\"]\n",
+    );
+    let hosts = [
+        Host::start_ready(&dir.path(), &nats.url()).await,
+        Host::start_ready(&dir.path(), &nats.url()).await,
+        Host::start_ready(&dir.path(), &nats.url()).await,
+    ];
+    let mut created = subscribe(&client, "inventory.reservation.created").await;
+    let mut failed = subscribe(&client, "inventory.reservation.failed").await;
+    let mut dead = subscribe(&client, "dlq.>").await;
+    for i in 0..ORDERS {
+        publish(
+            &client,
+            "orders.order.created",
+            &[],
+            &order_for_last_unit(i),
+        )
+        .await;
+    }
+    let report = || {
+        hosts
+            .iter()
+            .map(Host::log_report)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut outcomes = 0;
+    let (mut won, mut lost) = (BTreeSet::new(), BTreeSet::new());
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while outcomes < ORDERS {
+        let msg = tokio::select! {
+            Some(m) = created.next() => { won.insert(order_id(&m)); m }
+            Some(m) = failed.next() => { lost.insert(order_id(&m)); m }
+            Some(m) = dead.next() => panic!("dead-lettered: {}\n{}", describe(&m), report()),
+            _ = tokio::time::sleep_until(deadline) => panic!(
+                "{} of {ORDERS} orders answered\n{}", won.len() + lost.len(), report()
+            ),
+        };
+        drop(msg);
+        outcomes += 1;
+    }
+    assert_eq!(won.len() as u64, STOCK, "exactly the stock is reserved");
+    assert_eq!(won.len() + lost.len(), ORDERS, "every order answered once");
+    let entry: serde_json::Value =
+        serde_json::from_slice(&stock.get("p-last").await.unwrap().unwrap()).unwrap();
+    assert_eq!(entry["available"], 0, "{entry}");
+    assert_eq!(
+        entry["held"].as_object().map(|h| h.len()),
+        Some(STOCK as usize),
+        "{entry}"
+    );
+    let busy = hosts
+        .iter()
+        .filter(|h| {
+            !h.find_logs(|l| l.raw.contains("available, the order needs"))
+                .is_empty()
+        })
+        .count();
+    assert!(
+        busy >= 2,
+        "the orders were spread over the hosts\n{}",
+        report()
+    );
+}
+
+fn order_id(msg: &async_nats::Message) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("JSON");
+    v["order_id"].as_str().expect("order_id").to_string()
+}
