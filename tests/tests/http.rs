@@ -236,3 +236,47 @@ async fn a_declined_charge_is_a_permanent_dead_letter() {
     letter.assert_about("orders.order.created", "payment", "permanent", 1, &host);
     assert!(letter.error.contains("declined"), "{}", letter.error);
 }
+
+/// https to a private provider: trusted with the manifest's `http_ca`, and
+/// refused as an unknown issuer without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_to_a_private_provider_needs_its_ca() {
+    use evhost_tests::provider::TestCa;
+    let nats = NatsServer::start();
+    let ca = TestCa::new();
+    let provider = Provider::start_tls(&ca).await;
+    let dir = PluginDir::new();
+    std::fs::write(dir.path().join("provider-ca.pem"), &ca.ca_pem).expect("write the CA");
+    let grant = caller_manifest(&[provider.url()], "");
+    dir.add_with_manifest("caller", &format!("{grant}http_ca = \"provider-ca.pem\"\n"));
+    dir.add_as("untrusting", &wasm("caller"));
+    dir.write_manifest(
+        "untrusting",
+        &format!("subjects = [\"test.untrusting\"]\n{grant}"),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut out = subscribe(&client, "test.caller.out").await;
+    let mut dead = subscribe(&client, "dlq.test.untrusting").await;
+    let url = format!("{}/status/200", provider.url());
+    assert!(url.starts_with("https://localhost:"), "{url}");
+
+    publish(&client, "test.caller", &[], &call(&url)).await;
+    let ok = next_message(&mut out, WAIT, "the https answer", &host).await;
+    assert_eq!(header(&ok, "status").as_deref(), Some("200"));
+
+    publish(&client, "test.untrusting", &[], &call(&url)).await;
+    let letter = next_dead_letter(&mut dead, "the untrusted certificate", &host).await;
+    letter.assert_about("test.untrusting", "untrusting", "exhausted", 2, &host);
+    assert!(
+        letter.error.to_lowercase().contains("tls")
+            || letter.error.to_lowercase().contains("certificate"),
+        "{}",
+        letter.error
+    );
+    assert_eq!(
+        provider.requests().len(),
+        1,
+        "only the trusting plugin's request got through"
+    );
+}
