@@ -24,6 +24,11 @@ pub const SUBSCRIPTION_CAPACITY: usize = 8192;
 /// unreachable server is an error at once, not a retry loop; once connected,
 /// the client reconnects by itself.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
+    if url.trim().is_empty() {
+        anyhow::bail!(
+            "the NATS URL is empty: give one such as nats://127.0.0.1:4222 (--nats or NATS_URL)"
+        );
+    }
     let connection: std::sync::Arc<str> = name.into();
     async_nats::ConnectOptions::new()
         .name(name)
@@ -47,7 +52,31 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
         })
         .connect(url)
         .await
-        .with_context(|| format!("cannot connect to NATS at {url}"))
+        .map_err(|err| {
+            let kind = err.kind();
+            anyhow::anyhow!(connect_failure(url, kind, &err.to_string()))
+        })
+}
+
+/// One line saying why connecting to `url` failed and what to try. The
+/// client's own text already carries its cause, so it is said once.
+pub fn connect_failure(url: &str, kind: async_nats::ConnectErrorKind, text: &str) -> String {
+    use async_nats::ConnectErrorKind as K;
+    let lower = text.to_ascii_lowercase();
+    let hint = if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+        " (the server does not speak TLS there: use nats:// instead of tls://)"
+    } else if lower.contains("refused") {
+        " (is a NATS server running there? start one, or use `evhost dev`)"
+    } else {
+        match kind {
+            K::TimedOut => " (no answer within 5 s: check the address and any firewall)",
+            K::Dns => " (the host name does not resolve)",
+            K::ServerParse => " (a URL looks like nats://HOST:PORT)",
+            K::Authentication | K::AuthorizationViolation => " (check the credentials)",
+            _ => "",
+        }
+    };
+    format!("cannot connect to NATS at {url}: {text}{hint}")
 }
 
 /// All subscriptions of one lane, read as one stream.
@@ -157,6 +186,29 @@ pub async fn publish_outputs(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+    use async_nats::ConnectErrorKind as K;
+
+    #[test]
+    fn failures_say_what_to_try() {
+        let refused = connect_failure("nats://h:1", K::Io, "Connection refused (os error 111)");
+        assert!(refused.ends_with("or use `evhost dev`)"), "{refused}");
+        assert_eq!(
+            refused.matches("Connection refused").count(),
+            1,
+            "{refused}"
+        );
+        let tls = connect_failure(
+            "tls://h:1",
+            K::Tls,
+            "received corrupt message of type InvalidContentType",
+        );
+        assert!(tls.contains("use nats:// instead of tls://"), "{tls}");
+    }
 }
 
 #[cfg(test)]

@@ -33,8 +33,8 @@ pub struct Invocation {
     pub manifest: Option<PathBuf>,
     /// The message's subject.
     pub subject: String,
-    /// A file with the payload, `-` for stdin, none for empty.
-    pub payload: Option<PathBuf>,
+    /// The payload: inline text, `@FILE`, or `-` for stdin; none for empty.
+    pub payload: Option<String>,
     /// Headers, in order.
     pub headers: Vec<(String, String)>,
     /// `[config]` values, overriding the manifest's.
@@ -88,16 +88,17 @@ fn plugin_name(path: &Path) -> String {
 
 /// Runs the invocation; prints the outcome as JSON and returns the exit code.
 pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
-    let payload = match &inv.payload {
+    let payload = match inv.payload.as_deref().map(Payload::parse) {
         None => Vec::new(),
-        Some(p) if p.as_os_str() == "-" => {
+        Some(Payload::Inline(text)) => text.as_bytes().to_vec(),
+        Some(Payload::Stdin) => {
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
                 .context("cannot read the payload from stdin")?;
             buf
         }
-        Some(p) => {
+        Some(Payload::File(p)) => {
             std::fs::read(p).with_context(|| format!("{}: cannot read the payload", p.display()))?
         }
     };
@@ -111,6 +112,18 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         None => Backend::Memory(MemoryBuckets::default()),
     };
     let plugin = load(&inv.wasm, inv.manifest.as_deref(), &inv.config, &kv).await?;
+    if !plugin
+        .subjects
+        .iter()
+        .any(|p| crate::subject::matches(p, &inv.subject))
+    {
+        tracing::warn!(
+            plugin = %plugin.name,
+            subject = %inv.subject,
+            subscribed = ?plugin.subjects,
+            "the plugin does not subscribe to this subject; evhost run would never deliver it"
+        );
+    }
     let msg_id = inv
         .headers
         .iter()
@@ -199,6 +212,30 @@ pub async fn check(wasm: &Path, manifest: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `--payload` takes the bytes from, as curl and the nats CLI spell it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// The text itself.
+    Inline(&'a str),
+    /// `@FILE`: the file's bytes.
+    File(&'a Path),
+    /// `-`: standard input.
+    Stdin,
+}
+
+impl<'a> Payload<'a> {
+    /// Reads the `--payload` argument.
+    pub fn parse(arg: &'a str) -> Self {
+        match arg {
+            "-" => Payload::Stdin,
+            _ => match arg.strip_prefix('@') {
+                Some(path) => Payload::File(Path::new(path)),
+                None => Payload::Inline(arg),
+            },
+        }
+    }
+}
+
 /// Parses `K=V`.
 pub fn key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -210,6 +247,17 @@ pub fn key_value(text: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_is_inline_text_a_file_or_stdin() {
+        assert_eq!(Payload::parse("{\"a\":1}"), Payload::Inline("{\"a\":1}"));
+        assert_eq!(
+            Payload::parse("@order.json"),
+            Payload::File(Path::new("order.json"))
+        );
+        assert_eq!(Payload::parse("-"), Payload::Stdin);
+        assert_eq!(Payload::parse(""), Payload::Inline(""));
+    }
 
     #[test]
     fn key_value_splits_on_the_first_equals() {

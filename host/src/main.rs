@@ -68,9 +68,10 @@ enum Command {
         /// The message's subject.
         #[arg(long)]
         subject: String,
-        /// A file holding the payload, or `-` for stdin (default: empty).
-        #[arg(long, value_name = "FILE")]
-        payload: Option<PathBuf>,
+        /// The payload: inline text, `@FILE` for a file's bytes, or `-` for
+        /// stdin (default: empty).
+        #[arg(long, value_name = "TEXT|@FILE|-")]
+        payload: Option<String>,
         /// A header, K=V; may repeat.
         #[arg(long = "header", value_name = "K=V", value_parser = invoke::key_value)]
         headers: Vec<(String, String)>,

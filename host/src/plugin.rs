@@ -115,12 +115,7 @@ impl Plugin {
                 let component = tokio::task::spawn_blocking(move || rt.compile(&wasm))
                     .await
                     .context("compiler task failed")?
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "not a valid WebAssembly component: {}",
-                            one_line(&format!("{e:#}"))
-                        )
-                    })?;
+                    .map_err(|e| anyhow::anyhow!(not_a_component(&one_line(&format!("{e:#}")))))?;
                 (component, started.elapsed())
             }
         };
@@ -347,6 +342,18 @@ impl Plugin {
     }
 }
 
+/// Why a file is not a component, with the fix when it is a core module (a
+/// `wasm32-unknown-unknown` or `wasm32-wasip1` build).
+fn not_a_component(cause: &str) -> String {
+    if cause.contains("parse a wasm module with a component parser") {
+        "a core WebAssembly module, not a component: build the plugin for the wasm32-wasip2 target \
+         (`rustup target add wasm32-wasip2`, then `cargo build --release --target wasm32-wasip2`)"
+            .to_string()
+    } else {
+        format!("not a valid WebAssembly component: {cause}")
+    }
+}
+
 /// A header name of visible ASCII without ':', and a value without line breaks.
 fn valid_header(name: &str, value: &str) -> bool {
     !name.is_empty()
@@ -367,4 +374,18 @@ fn trap_message(err: &wasmtime::Error, state: &State) -> String {
         let _ = write!(text, "; {panic}");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_core_module_is_told_which_target_to_build_for() {
+        let m = not_a_component(
+            "failed to parse WebAssembly module: attempted to parse a wasm module with a component parser",
+        );
+        assert!(m.contains("wasm32-wasip2") && !m.contains("parser"), "{m}");
+        assert!(not_a_component("unexpected end").contains("unexpected end"));
+    }
 }

@@ -65,7 +65,7 @@ fn invoke_ok_prints_the_outputs() {
             "--subject",
             "test.echo",
             "--payload",
-            path_str(&payload),
+            &format!("@{}", path_str(&payload)),
             "--header",
             "x-echo-tag=tagged",
         ],
@@ -84,6 +84,46 @@ fn invoke_ok_prints_the_outputs() {
         output_header(output, "x-echo-tag"),
         ["tagged"],
         "--header reaches the handler: {json:#}"
+    );
+}
+
+#[test]
+fn invoke_takes_inline_payload_text_and_warns_of_an_unsubscribed_subject() {
+    let echo = wasm("echo");
+    let out = evhost(
+        &[
+            "invoke",
+            path_str(&echo),
+            "--subject",
+            "test.echo",
+            "--payload",
+            "{\"a\":1}",
+        ],
+        None,
+    );
+    assert_code(&out, 0);
+    let json = out.json();
+    assert_eq!(first_output(&json)["payload"], "{\"a\":1}", "{json:#}");
+    assert!(
+        out.stderr.trim().is_empty(),
+        "no warning for a subscribed subject:\n{out}"
+    );
+
+    let out = evhost(
+        &[
+            "invoke",
+            path_str(&echo),
+            "--subject",
+            "other.subject",
+            "--payload",
+            "x",
+        ],
+        None,
+    );
+    assert_code(&out, 0);
+    assert!(
+        out.stderr.contains("does not subscribe to this subject"),
+        "warns:\n{out}"
     );
 }
 
@@ -122,7 +162,7 @@ fn invoke_prints_binary_payloads_as_base64() {
             "--subject",
             "test.echo",
             "--payload",
-            path_str(&payload),
+            &format!("@{}", path_str(&payload)),
         ],
         None,
     );
@@ -406,6 +446,26 @@ fn run_fails_when_nats_is_unreachable() {
         None,
     );
     assert_usage_error(&out, &format!("127.0.0.1:{port}"));
+    let line = out.stderr_lines()[0];
+    assert!(
+        line.contains("start one, or use `evhost dev`"),
+        "says what to do: {line}"
+    );
+    assert_eq!(
+        line.to_lowercase().matches("connection refused").count(),
+        1,
+        "the cause is said once: {line}"
+    );
+}
+
+#[test]
+fn run_with_an_empty_nats_url_says_so() {
+    let dir = PluginDir::new();
+    let out = evhost(
+        &["run", "--plugins", path_str(&dir.path()), "--nats", ""],
+        None,
+    );
+    assert_usage_error(&out, "the NATS URL is empty");
 }
 
 #[test]
