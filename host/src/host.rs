@@ -73,7 +73,14 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
         shards.clone(),
         metrics,
     );
-    for name in registry.scan()? {
+    let names = registry.scan()?;
+    if names.is_empty() {
+        tracing::warn!(dir = %dir.display(), "no plugins in the folder yet: drop NAME.wasm files there (they are loaded as they arrive)");
+    }
+    for manifest in registry.orphan_manifests() {
+        tracing::warn!(file = %manifest.display(), "a manifest with no .wasm beside it: nothing to serve");
+    }
+    for name in names {
         registry.sync(&name).await;
     }
     tracing::info!(plugins = registry.len(), nats = %options.nats_url, dir = %dir.display(), "host ready");

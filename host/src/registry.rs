@@ -110,6 +110,22 @@ impl Registry {
         Ok(names)
     }
 
+    /// Manifests with no `.wasm` beside them (a misspelt name, a file not
+    /// yet copied).
+    pub fn orphan_manifests(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut orphans: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .filter(|p| !p.with_extension("wasm").exists())
+            .collect();
+        orphans.sort();
+        orphans
+    }
+
     /// Brings plugin `name` in line with its files: loads it, reloads it,
     /// or removes it when its `.wasm` is gone. A file that fails to load is
     /// logged as one error line and the old version keeps serving.
@@ -118,6 +134,13 @@ impl Registry {
         let wasm = match std::fs::read(&wasm_file) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.plugins.contains_key(name) && manifest_path(&self.dir, name).exists() {
+                    tracing::warn!(
+                        plugin = name,
+                        file = %manifest_path(&self.dir, name).display(),
+                        "a manifest with no {name}.wasm beside it: nothing to serve"
+                    );
+                }
                 self.remove(name);
                 return;
             }

@@ -486,3 +486,28 @@ fn run_fails_when_the_plugins_folder_is_missing() {
     );
     assert_usage_error(&out, "no-such-folder");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_folder_and_a_manifest_without_its_wasm_are_warned_about() {
+    let nats = NatsServer::start();
+    let empty = PluginDir::new();
+    let host = evhost_tests::Host::start_ready(&empty.path(), &nats.url()).await;
+    host.wait_for("the empty-folder warning", WAIT, |l| {
+        l.message()
+            .is_some_and(|m| m.starts_with("no plugins in the folder yet"))
+    })
+    .await;
+    drop(host);
+
+    let dir = PluginDir::new();
+    dir.add("echo");
+    dir.write_manifest("pyment", "[config]\nx = 1\n");
+    let host = evhost_tests::Host::start_ready(&dir.path(), &nats.url()).await;
+    let line = host
+        .wait_for("the orphan-manifest warning", WAIT, |l| {
+            l.message()
+                .is_some_and(|m| m.starts_with("a manifest with no .wasm beside it"))
+        })
+        .await;
+    assert!(line.raw.contains("pyment.toml"), "{}", line.raw);
+}
