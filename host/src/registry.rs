@@ -174,6 +174,19 @@ impl Registry {
         {
             return; // touched, not changed
         }
+        let changed = match &previous {
+            None => "new",
+            Some((old, old_manifest)) => {
+                match (
+                    old.version == crate::plugin::version_of(&wasm),
+                    *old_manifest == manifest,
+                ) {
+                    (true, _) => "manifest",
+                    (false, true) => "code",
+                    (false, false) => "code and manifest",
+                }
+            }
+        };
         let plugin = match Plugin::load(
             &self.runtime,
             name,
@@ -191,10 +204,12 @@ impl Registry {
                 return;
             }
         };
-        self.install(plugin, manifest).await;
+        self.install(plugin, manifest, changed).await;
     }
 
-    async fn install(&mut self, plugin: Arc<Plugin>, manifest: Manifest) {
+    /// `changed` says what differs from the version served: `code`,
+    /// `manifest` or `code and manifest` (`new` for a first load).
+    async fn install(&mut self, plugin: Arc<Plugin>, manifest: Manifest, changed: &'static str) {
         let name = plugin.name.to_string();
         let compile_ms = plugin.compile_time.as_secs_f64() * 1000.0;
         // Same delivery: swap the version in the slot; the serve task keeps
@@ -213,6 +228,7 @@ impl Registry {
                 plugin = %name,
                 version = %plugin.version,
                 previous_version = %old.version,
+                changed,
                 subjects = ?plugin.subjects,
                 compile_ms,
                 swap_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -261,7 +277,9 @@ impl Registry {
             .get(&name)
             .map(|e| e.slot.current().version.clone());
         if previous.is_some() {
-            self.remove(&name);
+            // The old serve task drains in the background; the plugin is
+            // still served (by the new task), so this is no removal.
+            self.retire(&name, false);
         }
         self.plugins.insert(
             name.clone(),
@@ -275,7 +293,7 @@ impl Registry {
         if let Some(previous_version) = previous {
             tracing::info!(
                 plugin = %name, version = %plugin.version, previous_version = %previous_version,
-                subjects = ?plugin.subjects, compile_ms,
+                changed, subjects = ?plugin.subjects, compile_ms,
                 swap_ms = started.elapsed().as_secs_f64() * 1000.0, "plugin reloaded"
             );
         } else {
@@ -286,12 +304,22 @@ impl Registry {
     /// Stops serving `name`: its subscriptions are drained and the messages
     /// it took are finished in the background.
     pub fn remove(&mut self, name: &str) {
+        self.retire(name, true);
+    }
+
+    /// Stops `name`'s serve task; logs `plugin removed` once it has drained
+    /// when `removed` (the plugin is gone, not replaced by a new task).
+    fn retire(&mut self, name: &str, removed: bool) {
         if let Some(entry) = self.plugins.remove(name) {
             let _ = entry.control.try_send(Control::Stop);
             let name = name.to_string();
             tokio::spawn(async move {
                 let _ = entry.task.await;
-                tracing::info!(plugin = %name, "plugin removed");
+                if removed {
+                    tracing::info!(plugin = %name, "plugin removed");
+                } else {
+                    tracing::debug!(plugin = %name, "the previous serve task has drained");
+                }
             });
         }
     }

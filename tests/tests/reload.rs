@@ -356,3 +356,50 @@ async fn removed_plugin_stops_receiving() {
     let msg = next_message(&mut out, WAIT, "flaky's reply after echo's removal", &host).await;
     assert_eq!(msg.payload.as_ref(), b"still here");
 }
+
+/// Reload lines say what changed; a connection is one line; moving a plugin
+/// to JetStream (a new serve task) is a reload, not a removal.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_lines_say_what_changed_and_connections_log_once() {
+    let nats = NatsServer::start();
+    let dir = PluginDir::new();
+    dir.add_with_manifest("echo", "[config]\nx = 1\n");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    assert_eq!(
+        host.find_logs(
+            |l| l.raw.contains("connected successfully") || l.raw.contains("event: connected")
+        )
+        .len(),
+        0,
+        "the client's own connection lines are held back\n{}",
+        host.log_report()
+    );
+    assert!(host.count_logs("connected to NATS", None) >= 1);
+
+    dir.write_manifest("echo", "[config]\nx = 2\n");
+    let line = host
+        .wait_for_log("plugin reloaded", Some("echo"), WAIT)
+        .await;
+    assert_eq!(
+        line.field_str("changed").as_deref(),
+        Some("manifest"),
+        "{}",
+        line.raw
+    );
+
+    dir.write_manifest(
+        "echo",
+        "[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\nstream_subjects = [\"test.echo\"]\n",
+    );
+    let line = host
+        .wait_for_log_count("plugin reloaded", Some("echo"), 2, WAIT)
+        .await;
+    assert_eq!(line.field_str("changed").as_deref(), Some("manifest"));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        host.count_logs("plugin removed", Some("echo")),
+        0,
+        "still served, so not removed\n{}",
+        host.log_report()
+    );
+}
