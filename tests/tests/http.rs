@@ -280,3 +280,35 @@ async fn https_to_a_private_provider_needs_its_ca() {
         "only the trusting plugin's request got through"
     );
 }
+
+/// The manifest's first-byte timeout ends a call to a server that never
+/// answers before `timeout_ms` does: a transient failure naming the timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_byte_timeout_bounds_a_silent_server() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "caller",
+        &caller_manifest(&[provider.url()], "http_first_byte_timeout_ms = 200"),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.test.caller").await;
+    publish(
+        &client,
+        "test.caller",
+        &[],
+        &call(&format!("{}/hang", provider.url())),
+    )
+    .await;
+    let letter = next_dead_letter(&mut dead, "the timed-out call", &host).await;
+    // Transient on both attempts, so `exhausted`; the host's own
+    // timeout_ms (1500 ms) would have said `timeout`.
+    letter.assert_about("test.caller", "caller", "exhausted", 2, &host);
+    assert!(
+        letter.error.to_lowercase().contains("timeout"),
+        "{}",
+        letter.error
+    );
+}
