@@ -1,7 +1,8 @@
 //! What evhost costs on top of NATS, measured in one run on this machine.
 //!
-//! Starts its own `nats-server`, builds the `noop` and `payment` plugins, and
-//! measures, for 128-byte and 1-KiB payloads, on core NATS and on JetStream:
+//! Starts its own `nats-server`, builds the `noop`, `payment`, `bench-http`
+//! and `bench-kv` plugins, and measures, for 128-byte and 1-KiB payloads, on
+//! core NATS and on JetStream:
 //! (a) a bare async-nats consumer that only counts (the ceiling); (b) a native
 //! Rust handler doing the payment plugin's work; (c) evhost with `noop`;
 //! (d) evhost with `payment`. Then plugin load and reload times and host RSS.
@@ -9,6 +10,11 @@
 //! subject: noop's latency is timed through such an answer, an extra hop
 //! through nats-server that (a) does not make, and (a″) − (a) is that hop's
 //! share of (c) − (a) with no host in it.
+//! Then the capability rows: throughput of a handler making one HTTP POST
+//! per message (to a local server) and of one doing one key-value get and
+//! compare-and-swap per message, each native and as a plugin (`bench-http`,
+//! `bench-kv`, in `host/benches/plugins/`); `--capabilities` runs only those
+//! and writes nothing.
 //!
 //! `cargo bench -p evhost --bench overhead [-- --duration SECS]` prints the
 //! table and writes BENCHMARKS.md; `cargo test -p evhost --bench overhead --
@@ -34,12 +40,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, kv, stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use evhost::dev::DevServer;
 use futures::StreamExt;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
+use wasmtime_wasi_http::io::TokioIo;
 
 /// Where the generated part of BENCHMARKS.md ends and the hand-written
 /// analysis, which a run keeps, begins.
@@ -831,6 +840,403 @@ impl Drop for HostProcess {
     }
 }
 
+/// Messages (and HTTP requests) in flight at once in the HTTP rows, on both
+/// sides: evhost's `[limits] concurrency` (its default `http_max_in_flight`
+/// is 32 too) and the requests the native handler keeps open.
+const HTTP_CONCURRENCY: usize = 32;
+
+/// What the small JSON answer of the benchmark's HTTP server says.
+const HTTP_ANSWER: &[u8] = br#"{"status":"accepted","id":"bench"}"#;
+
+/// A capability plugins have, measured per message in the capability rows.
+#[derive(Clone, Copy, PartialEq)]
+enum Capability {
+    /// One HTTP POST of the payload to a local server, then one output.
+    Http,
+    /// One key-value get and compare-and-swap of a counter, then one output.
+    Kv,
+}
+
+impl Capability {
+    /// Subject the input goes to and subject the outputs are counted on (the
+    /// `bench-http` and `bench-kv` plugins' own).
+    fn subjects(self) -> (&'static str, &'static str) {
+        match self {
+            Capability::Http => ("bench.http", "bench.http.done"),
+            Capability::Kv => ("bench.kv", "bench.kv.done"),
+        }
+    }
+
+    /// The plugin's name (its `.wasm` as built) and messages handled at once.
+    fn plugin(self) -> (&'static str, usize) {
+        match self {
+            Capability::Http => ("bench_http", HTTP_CONCURRENCY),
+            Capability::Kv => ("bench_kv", 1),
+        }
+    }
+}
+
+/// One capability row: a native handler or evhost, and what it sustained.
+struct CapabilityRow {
+    capability: Capability,
+    evhost: bool,
+    rate: f64,
+    /// Messages handled (outputs received) over the whole case.
+    handled: u64,
+}
+
+/// The benchmark's HTTP server on 127.0.0.1: answers every request, once
+/// its body is read, with 200 and [`HTTP_ANSWER`], keeping connections open
+/// for as long as the client does.
+struct HttpServer {
+    addr: std::net::SocketAddr,
+    /// Requests answered so far.
+    answered: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let answered = Arc::new(AtomicU64::new(0));
+        let counter = answered.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    // Out of descriptors, say: let connections close.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let counter = counter.clone();
+                let service =
+                    hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                        let counter = counter.clone();
+                        async move {
+                            request.into_body().collect().await?;
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            let response = http::Response::builder()
+                                .header(http::header::CONTENT_TYPE, "application/json")
+                                .body(Full::new(Bytes::from_static(HTTP_ANSWER)))
+                                .expect("a valid response");
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        Ok(HttpServer {
+            addr,
+            answered,
+            task,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/charges", self.addr)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The native HTTP handler's request: a POST of `body` to `addr` on a new
+/// connection (as evhost's host makes every request: no pooling), with an
+/// idempotency key as the SDK sends one; returns the response body.
+async fn native_post(addr: std::net::SocketAddr, key: u64, body: Bytes) -> anyhow::Result<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::post("/charges")
+        .header(http::header::HOST, addr.to_string())
+        .header("idempotency-key", key.to_string())
+        .body(Full::new(body))?;
+    let response = sender.send_request(request).await?;
+    anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
+    Ok(response.into_body().collect().await?.to_bytes())
+}
+
+/// The native key-value handler's work, what `Bucket::update` does through
+/// the host: reads `counter`, writes it plus one at the revision read (or
+/// creates it), and reads again and retries when another writer won.
+/// Returns the count written.
+async fn native_increment(store: &kv::Store) -> anyhow::Result<u64> {
+    loop {
+        let entry = store.entry("counter").await?;
+        let (revision, count) = match entry.filter(|e| matches!(e.operation, kv::Operation::Put)) {
+            Some(e) => (Some(e.revision), serde_json::from_slice::<u64>(&e.value)?),
+            None => (None, 0),
+        };
+        let next = count + 1;
+        let value = Bytes::from(serde_json::to_vec(&next)?);
+        let won = match revision {
+            Some(revision) => match store.update("counter", value, revision).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
+                Err(e) => return Err(e.into()),
+            },
+            None => match store.create("counter", value).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if won {
+            return Ok(next);
+        }
+    }
+}
+
+impl Bench {
+    /// Throughput, closed loop on core NATS with 128-byte payloads, of a
+    /// handler that makes one HTTP POST per message and of one that does one
+    /// key-value get and compare-and-swap per message, each native (async-nats
+    /// and hyper in this process) and through evhost (the `bench-http` and
+    /// `bench-kv` plugins). The key-value bucket `bench` is created afresh.
+    async fn capability_rows(&self) -> anyhow::Result<Vec<CapabilityRow>> {
+        let server = HttpServer::start().await?;
+        let client = async_nats::connect(&self.url).await?;
+        let js = jetstream::new(client);
+        // The bucket's stream as the host lays it out (async-nats's
+        // `create_key_value` does not parse nats-server 2.9's answer).
+        let _ = js.delete_stream("KV_bench").await;
+        evhost::kv_bucket::open_or_create(&js, "bench", None).await?;
+        let mut rows = Vec::new();
+        for capability in [Capability::Http, Capability::Kv] {
+            for evhost in [false, true] {
+                let row = self.capability_row(capability, evhost, &server).await?;
+                rows.push(row);
+            }
+        }
+        let http: u64 = rows
+            .iter()
+            .filter(|r| r.capability == Capability::Http)
+            .map(|r| r.handled)
+            .sum();
+        let kv: u64 = rows
+            .iter()
+            .filter(|r| r.capability == Capability::Kv)
+            .map(|r| r.handled)
+            .sum();
+        let counter = js
+            .get_key_value("bench")
+            .await?
+            .get("counter")
+            .await?
+            .and_then(|v| serde_json::from_slice::<u64>(&v).ok())
+            .unwrap_or(0);
+        eprintln!(
+            "capabilities: {http} HTTP outputs, {} requests answered; {kv} key-value outputs, counter at {counter}",
+            server.answered.load(Ordering::Relaxed)
+        );
+        let _ = js.delete_stream("KV_bench").await;
+        Ok(rows)
+    }
+
+    /// Measures one capability row, native or through evhost.
+    async fn capability_row(
+        &self,
+        capability: Capability,
+        evhost: bool,
+        server: &HttpServer,
+    ) -> anyhow::Result<CapabilityRow> {
+        let (input, output) = capability.subjects();
+        let (name, concurrency) = capability.plugin();
+        let completed = Arc::new(AtomicU64::new(0));
+        let mut tasks = vec![
+            self.count_outputs(output, completed.clone(), Arc::default())
+                .await?,
+        ];
+        let mut host = None;
+        if evhost {
+            let grant = match capability {
+                Capability::Http => format!(
+                    "[config]\nurl = \"{}\"\n[capabilities]\nhttp = [\"http://127.0.0.1:*\"]\n",
+                    server.url()
+                ),
+                Capability::Kv => "[capabilities]\nkeyvalue = [\"bench\"]\n".to_string(),
+            };
+            let manifest = format!("{grant}[limits]\nconcurrency = {concurrency}\n");
+            host = Some(HostProcess::start(
+                &self.url,
+                &self.plugins,
+                &[name],
+                &manifest,
+                None,
+            )?);
+        } else {
+            tasks.push(
+                self.native_capability(capability, input, output, server.addr)
+                    .await?,
+            );
+        }
+        let publisher = async_nats::connect(&self.url).await?;
+        let payload = Bytes::from(vec![b'x'; 128]);
+        let warmup = if self.smoke {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        };
+        let progress = || {
+            let completed = completed.clone();
+            async move { completed.load(Ordering::Relaxed) }
+        };
+        let (rate, published) = closed_loop(
+            &publisher,
+            input,
+            None,
+            &payload,
+            warmup + self.duration,
+            warmup,
+            &progress,
+        )
+        .await?;
+        // Let the handler finish what is outstanding, so that nothing of
+        // this case is counted in the next.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while progress().await < published && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let handled = progress().await;
+        if handled < published {
+            eprintln!(
+                "{} {}: {} of {published} messages never handled",
+                if evhost { "evhost" } else { "native" },
+                name,
+                published - handled
+            );
+        }
+        for t in tasks {
+            t.abort();
+        }
+        if let Some(mut h) = host {
+            h.stop();
+        }
+        Ok(CapabilityRow {
+            capability,
+            evhost,
+            rate,
+            handled,
+        })
+    }
+
+    /// The native handler of `capability`: an async-nats subscriber on
+    /// `input` that does the plugin's work and publishes its output.
+    /// HTTP: up to [`HTTP_CONCURRENCY`] requests at once, each on a new
+    /// connection. Key-value: one message at a time.
+    async fn native_capability(
+        &self,
+        capability: Capability,
+        input: &'static str,
+        output: &'static str,
+        http: std::net::SocketAddr,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let client = async_nats::connect(&self.url).await?;
+        let mut sub = client.subscribe(input).await?;
+        client.flush().await?;
+        Ok(match capability {
+            Capability::Http => {
+                let slots = Arc::new(tokio::sync::Semaphore::new(HTTP_CONCURRENCY));
+                tokio::spawn(async move {
+                    let mut key = 0u64;
+                    while let Some(msg) = sub.next().await {
+                        let Ok(slot) = slots.clone().acquire_owned().await else {
+                            return;
+                        };
+                        key += 1;
+                        let client = client.clone();
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            match native_post(http, key, msg.payload).await {
+                                Ok(body) => {
+                                    let _ = client.publish(output, body).await;
+                                }
+                                Err(e) => eprintln!("native HTTP handler: {e:#}"),
+                            }
+                        });
+                    }
+                })
+            }
+            Capability::Kv => {
+                let js = jetstream::new(client.clone());
+                let store = js.get_key_value("bench").await?;
+                tokio::spawn(async move {
+                    while let Some(_msg) = sub.next().await {
+                        match native_increment(&store).await {
+                            Ok(count) => {
+                                let _ = client.publish(output, count.to_string().into()).await;
+                            }
+                            Err(e) => eprintln!("native key-value handler: {e:#}"),
+                        }
+                    }
+                })
+            }
+        })
+    }
+}
+
+/// The capability rows as a markdown table, with evhost's rate over the
+/// native handler's on each evhost row.
+fn capability_table(rows: &[CapabilityRow]) -> String {
+    let mut t = String::from(
+        "| capability | case | in flight | msgs/s | evhost/native |\n|---|---|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let native = rows
+            .iter()
+            .find(|n| n.capability == r.capability && !n.evhost);
+        let ratio = native
+            .filter(|_| r.evhost)
+            .map(|n| format!("{:.2}", r.rate / n.rate))
+            .unwrap_or_default();
+        let (what, case) = match (r.capability, r.evhost) {
+            (Capability::Http, false) => (
+                "HTTP POST per message",
+                "native: async-nats + hyper, new connection per request",
+            ),
+            (Capability::Http, true) => (
+                "HTTP POST per message",
+                "evhost `bench-http` (host: new connection per request)",
+            ),
+            (Capability::Kv, false) => (
+                "key-value get + CAS per message",
+                "native: async-nats `kv::Store` entry + update",
+            ),
+            (Capability::Kv, true) => ("key-value get + CAS per message", "evhost `bench-kv`"),
+        };
+        t.push_str(&format!(
+            "| {what} | {case} | {} | {:.0} | {ratio} |\n",
+            r.capability.plugin().1,
+            r.rate,
+        ));
+    }
+    t
+}
+
+/// What the capability table measures, for BENCHMARKS.md and the console.
+fn capability_notes() -> String {
+    format!(
+        "Closed loop on core NATS (at most {WINDOW} messages outstanding), 128-byte payloads, each\n\
+         handler publishing one output per message. HTTP: a POST of the payload to a hyper server the\n\
+         benchmark runs on 127.0.0.1 (200 with a {}-byte JSON body); evhost's host opens a new TCP\n\
+         connection per request, and so does the native handler (hyper `client::conn::http1`, no\n\
+         pool), both with at most {HTTP_CONCURRENCY} requests in flight\n\
+         (evhost: `concurrency = {HTTP_CONCURRENCY}`). Key-value: on each message a get and a\n\
+         compare-and-swap of one counter in the bucket `bench` (JetStream, stream `KV_bench`), one\n\
+         message at a time on both sides (evhost: `concurrency = 1`; native: a sequential\n\
+         subscriber), so both measure the same uncontended round trips to nats-server.",
+        HTTP_ANSWER.len()
+    )
+}
+
 /// Builds the plugins the benchmark runs, in a target directory of its own.
 fn build_plugins() -> anyhow::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -850,6 +1256,10 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
             "noop",
             "-p",
             "payment",
+            "-p",
+            "bench-http",
+            "-p",
+            "bench-kv",
             "--target-dir",
         ])
         .arg(&target)
@@ -1074,6 +1484,8 @@ fn table(rows: &[Row]) -> String {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let smoke = args.iter().any(|a| a == "--smoke");
+    // `--capabilities`: only the HTTP and key-value rows; writes nothing.
+    let capabilities_only = args.iter().any(|a| a == "--capabilities");
     let duration = args
         .iter()
         .position(|a| a == "--duration")
@@ -1123,6 +1535,11 @@ async fn main() -> anyhow::Result<()> {
         plugins,
         epoch: Instant::now(),
     };
+    if capabilities_only {
+        let rows = bench.capability_rows().await?;
+        println!("{}\n\n{}", capability_notes(), capability_table(&rows));
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for mode in [Mode::Core, Mode::JetStream] {
         for size in [128, 1024] {
@@ -1187,6 +1604,8 @@ async fn main() -> anyhow::Result<()> {
     if only.is_some() {
         return Ok(());
     }
+    let capability_table = capability_table(&bench.capability_rows().await?);
+    println!("{capability_table}");
     if smoke {
         println!("smoke run: messages flowed in every case");
         return Ok(());
@@ -1233,7 +1652,8 @@ async fn main() -> anyhow::Result<()> {
          pull consumer with explicit acks. A message read from a stream carries no reply subject, so on\n\
          JetStream noop has no output to time and its latency cells are empty; (a) there is timed to\n\
          its receipt and payment to its output. evhost runs the plugin with `concurrency = 256`, default\n\
-         isolation (`reuse`).\n\n{table}\n## Load, reload and memory\n\n{extra_table}",
+         isolation (`reuse`).\n\n{table}\n## Capabilities: HTTP and key-value per message\n\n{}\n\n\
+         {capability_table}\n## Load, reload and memory\n\n{extra_table}",
         mem as f64 / 1024.0 / 1024.0,
         if rounds == 1 {
             "one run".to_string()
@@ -1247,6 +1667,7 @@ async fn main() -> anyhow::Result<()> {
             format!(" --rounds {rounds}")
         },
         duration.as_secs(),
+        capability_notes(),
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
