@@ -1,6 +1,6 @@
 //! What a plugin may reach beyond its message: the manifest's
 //! `[capabilities]` (outbound HTTP destinations, key-value buckets) and the
-//! `http_*` keys of `[limits]`, resolved with their defaults. Everything is
+//! `http_*` and `kv_*` keys of `[limits]`, resolved with their defaults. Everything is
 //! off unless the manifest grants it.
 
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::LimitsSection;
 use crate::http_allow::HttpAllow;
 
 /// `[capabilities]` as written.
@@ -23,23 +24,6 @@ pub struct CapabilitiesSection {
     pub http_ca: Option<String>,
     /// Key-value buckets the plugin may open over `wasi:keyvalue`.
     pub keyvalue: Option<Vec<String>>,
-}
-
-/// The `http_*` keys of `[limits]` as written (see `config::LimitsSection`).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct HttpLimitsKeys {
-    /// Time to open a connection (TCP and TLS), default 5000.
-    pub http_connect_timeout_ms: Option<u64>,
-    /// Time from sending a request to its response's head, default 10000.
-    pub http_first_byte_timeout_ms: Option<u64>,
-    /// Time between two chunks of a response body, default 10000.
-    pub http_between_bytes_timeout_ms: Option<u64>,
-    /// Largest response body, default 4 MiB.
-    pub http_max_response_bytes: Option<u64>,
-    /// Requests one plugin has open at once on one host, default 32.
-    pub http_max_in_flight: Option<u32>,
-    /// Largest key-value value, default 512 KiB.
-    pub kv_max_value_bytes: Option<usize>,
 }
 
 /// Limits on a plugin's outbound HTTP, resolved.
@@ -107,10 +91,7 @@ impl Capabilities {
 }
 
 /// Checks and fills in the defaults. Errors name the key.
-pub fn resolve(
-    caps: &CapabilitiesSection,
-    limits: &HttpLimitsKeys,
-) -> Result<Capabilities, String> {
+pub fn resolve(caps: &CapabilitiesSection, limits: &LimitsSection) -> Result<Capabilities, String> {
     let d = HttpLimits::default();
     let ms = |key: &str, v: Option<u64>, default: Duration| -> Result<Duration, String> {
         match v {
@@ -194,7 +175,7 @@ mod tests {
 
     #[test]
     fn nothing_is_granted_by_default() {
-        let caps = resolve(&CapabilitiesSection::default(), &HttpLimitsKeys::default()).unwrap();
+        let caps = resolve(&CapabilitiesSection::default(), &LimitsSection::default()).unwrap();
         assert_eq!(caps, Capabilities::default());
         assert!(!caps.waits_on_io());
     }
@@ -207,7 +188,7 @@ mod tests {
                 keyvalue: Some(vec!["stock".into()]),
                 ..Default::default()
             },
-            &HttpLimitsKeys {
+            &LimitsSection {
                 http_first_byte_timeout_ms: Some(250),
                 ..Default::default()
             },
@@ -227,12 +208,12 @@ mod tests {
             http: Some(vec!["api.example".into()]),
             ..Default::default()
         };
-        let err = resolve(&bad_url, &HttpLimitsKeys::default()).unwrap_err();
+        let err = resolve(&bad_url, &LimitsSection::default()).unwrap_err();
         assert!(
             err.contains("capabilities.http") && err.contains("api.example"),
             "{err}"
         );
-        let zero = HttpLimitsKeys {
+        let zero = LimitsSection {
             http_max_in_flight: Some(0),
             ..Default::default()
         };
@@ -243,7 +224,7 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            resolve(&bucket, &HttpLimitsKeys::default())
+            resolve(&bucket, &LimitsSection::default())
                 .unwrap_err()
                 .contains("a.b")
         );

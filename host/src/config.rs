@@ -362,16 +362,8 @@ impl Manifest {
             .collect::<Result<_, _>>()?;
 
         let jetstream = self.resolve_jetstream(name)?;
-        let http_limits = crate::capabilities::HttpLimitsKeys {
-            http_connect_timeout_ms: l.http_connect_timeout_ms,
-            http_first_byte_timeout_ms: l.http_first_byte_timeout_ms,
-            http_between_bytes_timeout_ms: l.http_between_bytes_timeout_ms,
-            http_max_response_bytes: l.http_max_response_bytes,
-            http_max_in_flight: l.http_max_in_flight,
-            kv_max_value_bytes: l.kv_max_value_bytes,
-        };
-        let capabilities = crate::capabilities::resolve(&self.capabilities, &http_limits)
-            .map_err(ManifestError::Invalid)?;
+        let capabilities =
+            crate::capabilities::resolve(&self.capabilities, l).map_err(ManifestError::Invalid)?;
 
         Ok(PluginSettings {
             subjects: self.subjects.clone(),
