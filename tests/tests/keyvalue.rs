@@ -220,3 +220,31 @@ fn order_id(msg: &async_nats::Message) -> String {
     let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("JSON");
     v["order_id"].as_str().expect("order_id").to_string()
 }
+
+/// A key a bucket cannot hold (from a hostile payload here) is a permanent
+/// error naming it, and the bucket is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_key_is_a_permanent_error() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest("tally", TALLY);
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.test.tally").await;
+    for key in ["a b", "$KV.x", "..", "k>"] {
+        publish(&client, "test.tally", &[], key.as_bytes()).await;
+        let letter = next_dead_letter(&mut dead, &format!("the refusal of {key:?}"), &host).await;
+        letter.assert_about("test.tally", "tally", "permanent", 1, &host);
+        assert!(
+            letter.error.contains("invalid key"),
+            "{key:?}: {}",
+            letter.error
+        );
+    }
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .get_stream("KV_tally")
+        .await
+        .expect("the bucket was opened");
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+}
