@@ -7,7 +7,10 @@
 //!   [`Provider::decline`] gets 402;
 //! - `/hang`: never answers;
 //! - `/redirect?to=URL`: 302 to URL;
-//! - `/big/N`: a body of N bytes, streamed in 64 KiB chunks.
+//! - `/big/N`: a body of N bytes, streamed in 64 KiB chunks;
+//! - `/stall`: the head and a first chunk of body, then nothing;
+//! - `/slow`: 200 after 300 ms ([`Provider::max_concurrent`] counts how many
+//!   such requests were open at once).
 //!
 //! [`Provider::start_tls`] serves the same over https with a certificate for
 //! `localhost` signed by a CA the test makes ([`TestCa`]).
@@ -48,6 +51,8 @@ struct State {
     connections: AtomicUsize,
     fail_first: AtomicUsize,
     declined: Mutex<Vec<String>>,
+    open_slow: AtomicUsize,
+    max_slow: AtomicUsize,
 }
 
 /// The running server; stopped on drop.
@@ -179,6 +184,11 @@ impl Provider {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// The most `/slow` requests open at the same time so far.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.max_slow.load(Ordering::SeqCst)
+    }
+
     /// `/charges` answers 503 to the next `n` requests.
     pub fn fail_first(&self, n: usize) {
         self.state.fail_first.store(n, Ordering::SeqCst);
@@ -262,6 +272,25 @@ async fn answer(state: &State, req: Request<Incoming>) -> Answer {
     }
     if path == "/hang" {
         std::future::pending::<()>().await;
+    }
+    if path == "/slow" {
+        let open = state.open_slow.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_slow.fetch_max(open, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        state.open_slow.fetch_sub(1, Ordering::SeqCst);
+        return full(200, "{\"slow\":true}");
+    }
+    if path == "/stall" {
+        let first = futures::stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+            b"{\"partial\":",
+        )))]);
+        let never = futures::stream::pending();
+        return Response::builder()
+            .status(200)
+            .body(BodyExt::boxed(StreamBody::new(futures::StreamExt::chain(
+                first, never,
+            ))))
+            .expect("a valid response");
     }
     if path == "/redirect" {
         let to = query.strip_prefix("to=").unwrap_or("/");

@@ -312,3 +312,69 @@ async fn the_first_byte_timeout_bounds_a_silent_server() {
         letter.error
     );
 }
+
+/// A body that stops arriving ends at the between-bytes timeout, as a
+/// transient failure naming the timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_between_bytes_timeout_bounds_a_stalled_body() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "caller",
+        &caller_manifest(&[provider.url()], "http_between_bytes_timeout_ms = 200"),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.test.caller").await;
+    publish(
+        &client,
+        "test.caller",
+        &[],
+        &call(&format!("{}/stall", provider.url())),
+    )
+    .await;
+    let letter = next_dead_letter(&mut dead, "the stalled body", &host).await;
+    letter.assert_about("test.caller", "caller", "exhausted", 2, &host);
+    assert!(
+        letter.error.to_lowercase().contains("timeout"),
+        "{}",
+        letter.error
+    );
+}
+
+/// `http_max_in_flight` caps the requests one plugin has open at once, even
+/// when it handles more messages than that at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_in_flight_are_capped_per_plugin() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    let dir = PluginDir::new();
+    let manifest = caller_manifest(&[provider.url()], "concurrency = 8\nhttp_max_in_flight = 2");
+    assert!(manifest.contains("timeout_ms = 1500"), "{manifest}");
+    // Time enough for eight 300 ms answers two at a time.
+    dir.add_with_manifest(
+        "caller",
+        &manifest.replace("timeout_ms = 1500", "timeout_ms = 10000"),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut out = subscribe(&client, "test.caller.out").await;
+    for _ in 0..8 {
+        publish(
+            &client,
+            "test.caller",
+            &[],
+            &call(&format!("{}/slow", provider.url())),
+        )
+        .await;
+    }
+    for i in 0..8 {
+        next_message(&mut out, WAIT, &format!("slow answer {i}"), &host).await;
+    }
+    assert_eq!(
+        provider.max_concurrent(),
+        2,
+        "at most 2 requests open at once, and the cap was reached"
+    );
+}
