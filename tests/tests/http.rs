@@ -378,3 +378,49 @@ async fn requests_in_flight_are_capped_per_plugin() {
         "at most 2 requests open at once, and the cap was reached"
     );
 }
+
+/// On JetStream the key is `<plugin>:<stream>:<sequence>`, the same on each
+/// redelivery by the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn jetstream_redeliveries_carry_the_same_idempotency_key() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    provider.fail_first(2);
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "caller",
+        &format!(
+            "[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\n\
+             stream_subjects = [\"test.caller\"]\nbackoff = \"10ms\"\n\
+             [capabilities]\nhttp = [\"{}\"]\n",
+            provider.url()
+        ),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut out = subscribe(&client, "test.caller.out").await;
+    let js = async_nats::jetstream::new(client.clone());
+    js.publish(
+        "test.caller",
+        call(&format!("{}/charges", provider.url())).into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+    let answer = next_message(&mut out, WAIT, "the charge after two 503s", &host).await;
+    assert_eq!(
+        header(&answer, "idempotency-key").as_deref(),
+        Some("caller:IN:1")
+    );
+    let keys: Vec<String> = provider
+        .requests()
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["caller:IN:1"; 3],
+        "one key on all three deliveries"
+    );
+}

@@ -248,3 +248,30 @@ async fn an_invalid_key_is_a_permanent_error() {
         .expect("the bucket was opened");
     assert_eq!(stream.info().await.unwrap().state.messages, 0);
 }
+
+/// `kv_max_value_bytes` caps what one write may store: the write over it is a
+/// permanent error, and what was stored before stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_over_the_limit_is_refused() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    // Counts up to 9 fit in one byte; 10 does not.
+    dir.add_with_manifest(
+        "tally",
+        &format!("[limits]\nkv_max_value_bytes = 1\n{TALLY}"),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut out = subscribe(&client, "test.tally.out").await;
+    let mut dead = subscribe(&client, "dlq.test.tally").await;
+    for expected in 1..=9 {
+        assert_eq!(tally(&client, &mut out, "plums", &host).await, expected);
+    }
+    publish(&client, "test.tally", &[], b"plums").await;
+    let letter = next_dead_letter(&mut dead, "the refused write", &host).await;
+    letter.assert_about("test.tally", "tally", "permanent", 1, &host);
+    assert!(letter.error.contains("over the limit"), "{}", letter.error);
+    let js = jetstream::new(client.clone());
+    let bucket = js.get_key_value("tally").await.expect("bucket");
+    assert_eq!(bucket.get("plums").await.unwrap().unwrap().as_ref(), b"9");
+}
