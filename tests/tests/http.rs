@@ -281,30 +281,20 @@ async fn https_to_a_private_provider_needs_its_ca() {
     );
 }
 
-/// The manifest's first-byte timeout ends a call to a server that never
-/// answers before `timeout_ms` does: a transient failure naming the timeout.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_first_byte_timeout_bounds_a_silent_server() {
+/// Calls `path` on a provider with `limit` in the caller's `[limits]` and
+/// checks that it ends as a transient timeout on both attempts (`exhausted`;
+/// the host's own `timeout_ms`, 1500 ms, would have said `timeout`).
+async fn assert_times_out(limit: &str, path: &str) {
     let nats = NatsServer::start();
     let provider = Provider::start().await;
     let dir = PluginDir::new();
-    dir.add_with_manifest(
-        "caller",
-        &caller_manifest(&[provider.url()], "http_first_byte_timeout_ms = 200"),
-    );
+    dir.add_with_manifest("caller", &caller_manifest(&[provider.url()], limit));
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     let client = connect(&nats.url()).await;
     let mut dead = subscribe(&client, "dlq.test.caller").await;
-    publish(
-        &client,
-        "test.caller",
-        &[],
-        &call(&format!("{}/hang", provider.url())),
-    )
-    .await;
-    let letter = next_dead_letter(&mut dead, "the timed-out call", &host).await;
-    // Transient on both attempts, so `exhausted`; the host's own
-    // timeout_ms (1500 ms) would have said `timeout`.
+    let payload = call(&format!("{}{path}", provider.url()));
+    publish(&client, "test.caller", &[], &payload).await;
+    let letter = next_dead_letter(&mut dead, &format!("{path} under {limit}"), &host).await;
     letter.assert_about("test.caller", "caller", "exhausted", 2, &host);
     assert!(
         letter.error.to_lowercase().contains("timeout"),
@@ -313,34 +303,17 @@ async fn the_first_byte_timeout_bounds_a_silent_server() {
     );
 }
 
-/// A body that stops arriving ends at the between-bytes timeout, as a
-/// transient failure naming the timeout.
+/// The manifest's first-byte timeout ends a call to a server that never
+/// answers before `timeout_ms` does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_byte_timeout_bounds_a_silent_server() {
+    assert_times_out("http_first_byte_timeout_ms = 200", "/hang").await;
+}
+
+/// A body that stops arriving ends at the between-bytes timeout.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_between_bytes_timeout_bounds_a_stalled_body() {
-    let nats = NatsServer::start();
-    let provider = Provider::start().await;
-    let dir = PluginDir::new();
-    dir.add_with_manifest(
-        "caller",
-        &caller_manifest(&[provider.url()], "http_between_bytes_timeout_ms = 200"),
-    );
-    let host = Host::start_ready(&dir.path(), &nats.url()).await;
-    let client = connect(&nats.url()).await;
-    let mut dead = subscribe(&client, "dlq.test.caller").await;
-    publish(
-        &client,
-        "test.caller",
-        &[],
-        &call(&format!("{}/stall", provider.url())),
-    )
-    .await;
-    let letter = next_dead_letter(&mut dead, "the stalled body", &host).await;
-    letter.assert_about("test.caller", "caller", "exhausted", 2, &host);
-    assert!(
-        letter.error.to_lowercase().contains("timeout"),
-        "{}",
-        letter.error
-    );
+    assert_times_out("http_between_bytes_timeout_ms = 200", "/stall").await;
 }
 
 /// `http_max_in_flight` caps the requests one plugin has open at once, even
