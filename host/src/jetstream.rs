@@ -438,13 +438,13 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
     async {
         // A JetStream message's reply subject is its ack subject, not a
         // requester: the handler must not see it (or be allowed to publish there).
-        let id = settings
-            .dedup
-            .as_ref()
-            .and_then(|k| k.extract(&bus::header_pairs(msg.headers.as_ref()), &msg.payload));
-        let idempotency_key = idempotency::jetstream_key(&plugin.name, id.as_deref(), stream, seq);
-        let mut input = bus::to_message(&msg.message, attempt, &idempotency_key);
+        // The key is made from the dedup id, read from the message as the
+        // handler sees it: the headers are listed once, for both.
+        let mut input = bus::to_message(&msg.message, attempt, "");
         input.reply_to = None;
+        let id = settings.dedup.as_ref().and_then(|k| k.extract(&input.headers, input.payload));
+        let idempotency_key = idempotency::jetstream_key(&plugin.name, id.as_deref(), stream, seq);
+        input.idempotency_key = &idempotency_key;
         let key = id.as_deref().map(|id| dedup::bucket_key(&plugin.name, id));
         if let (Some(store), Some(key)) = (&binding.dedup, &key) {
             match store.get(key.as_str()).await {

@@ -37,7 +37,8 @@ pub struct HttpPolicy {
     plugin: Arc<str>,
     allow: HttpAllow,
     limits: HttpLimits,
-    tls: Arc<rustls::ClientConfig>,
+    /// `None` without a grant (every request is refused before TLS).
+    tls: Option<Arc<rustls::ClientConfig>>,
     in_flight: Arc<Semaphore>,
     refused: Mutex<LogLimit>,
 }
@@ -50,38 +51,13 @@ impl HttpPolicy {
         grant: Option<&HttpGrant>,
         plugin_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        // A plugin with no grant sends nothing: no TLS set-up for it.
+        let tls = match grant {
+            Some(g) => Some(Arc::new(tls_config(
+                g.ca.as_ref().map(|ca| plugin_dir.join(ca)).as_deref(),
+            )?)),
+            None => None,
         };
-        if let Some(ca) = grant.and_then(|g| g.ca.as_ref()) {
-            let path = plugin_dir.join(ca);
-            let pem = std::fs::read(&path)
-                .with_context(|| format!("capabilities.http_ca: cannot read {}", path.display()))?;
-            let mut added = 0;
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.with_context(|| {
-                    format!("capabilities.http_ca: {} is not PEM", path.display())
-                })?;
-                roots.add(cert).with_context(|| {
-                    format!(
-                        "capabilities.http_ca: a certificate in {} is not a CA",
-                        path.display()
-                    )
-                })?;
-                added += 1;
-            }
-            anyhow::ensure!(
-                added > 0,
-                "capabilities.http_ca: {} holds no certificate",
-                path.display()
-            );
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS configuration")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let (allow, limits) = match grant {
             Some(g) => (g.allow.clone(), g.limits.clone()),
             None => (HttpAllow::default(), HttpLimits::default()),
@@ -91,7 +67,7 @@ impl HttpPolicy {
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             allow,
             limits,
-            tls: Arc::new(tls),
+            tls,
             refused: Mutex::new(LogLimit::default()),
         })
     }
@@ -135,6 +111,41 @@ impl HttpPolicy {
             shorter(self.limits.between_bytes_timeout, o.between_bytes_timeout),
         )
     }
+}
+
+/// The client TLS set-up: the built-in web roots, plus the certificates of
+/// the PEM file `ca` when given (errors name `capabilities.http_ca`).
+fn tls_config(ca: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    if let Some(path) = ca {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("capabilities.http_ca: cannot read {}", path.display()))?;
+        let mut added = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert
+                .with_context(|| format!("capabilities.http_ca: {} is not PEM", path.display()))?;
+            roots.add(cert).with_context(|| {
+                format!(
+                    "capabilities.http_ca: a certificate in {} is not a CA",
+                    path.display()
+                )
+            })?;
+            added += 1;
+        }
+        anyhow::ensure!(
+            added > 0,
+            "capabilities.http_ca: {} holds no certificate",
+            path.display()
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS configuration")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The `wasi:http` hooks of one store.
@@ -195,7 +206,8 @@ async fn send(
         let io: Box<dyn Io> = if https {
             let name = rustls_pki_types::ServerName::try_from(bare.to_string())
                 .map_err(|_| Error::HttpRequestUriInvalid)?;
-            let tls = tokio_rustls::TlsConnector::from(policy.tls.clone())
+            let config = policy.tls.clone().ok_or(Error::HttpRequestDenied)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
                 .map_err(Error::Tls)?;
@@ -301,5 +313,32 @@ impl Body for Bounded {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_http_ca_is_one_error_naming_the_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, b"not a certificate at all").unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("missing.pem");
+        for path in [&garbage, &broken, &missing] {
+            let err = format!("{:#}", tls_config(Some(path)).unwrap_err());
+            assert!(
+                err.contains("capabilities.http_ca") && err.contains(&*path.to_string_lossy()),
+                "{err}"
+            );
+        }
+        assert!(tls_config(None).is_ok());
     }
 }
