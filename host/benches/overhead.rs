@@ -947,19 +947,26 @@ impl Drop for HttpServer {
     }
 }
 
-/// The native HTTP handler's request: a POST of `body` to `addr` on a new
-/// connection (as evhost's host makes every request: no pooling), with an
-/// idempotency key as the SDK sends one; returns the response body.
-async fn native_post(addr: std::net::SocketAddr, key: u64, body: Bytes) -> anyhow::Result<Bytes> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
-    let request = http::Request::post("/charges")
-        .header(http::header::HOST, addr.to_string())
+/// The native HTTP handler's client: hyper-util's pooling client, as
+/// evhost's host uses one per plugin, so both keep their connections.
+type NativeHttp = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// The native HTTP handler's request: a POST of `body` to `addr` through
+/// the pooling `client`, with an idempotency key as the SDK sends one;
+/// returns the response body.
+async fn native_post(
+    client: &NativeHttp,
+    addr: std::net::SocketAddr,
+    key: u64,
+    body: Bytes,
+) -> anyhow::Result<Bytes> {
+    let request = http::Request::post(format!("http://{addr}/charges"))
         .header("idempotency-key", key.to_string())
         .body(Full::new(body))?;
-    let response = sender.send_request(request).await?;
+    let response = client.request(request).await?;
     anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
     Ok(response.into_body().collect().await?.to_bytes())
 }
@@ -1130,8 +1137,8 @@ impl Bench {
 
     /// The native handler of `capability`: an async-nats subscriber on
     /// `input` that does the plugin's work and publishes its output.
-    /// HTTP: up to [`HTTP_CONCURRENCY`] requests at once, each on a new
-    /// connection. Key-value: one message at a time.
+    /// HTTP: up to [`HTTP_CONCURRENCY`] requests at once, through one
+    /// pooling client. Key-value: one message at a time.
     async fn native_capability(
         &self,
         capability: Capability,
@@ -1145,6 +1152,13 @@ impl Bench {
         Ok(match capability {
             Capability::Http => {
                 let slots = Arc::new(tokio::sync::Semaphore::new(HTTP_CONCURRENCY));
+                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                connector.set_nodelay(true);
+                let http_client: NativeHttp = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .pool_max_idle_per_host(HTTP_CONCURRENCY)
+                .build(connector);
                 tokio::spawn(async move {
                     let mut key = 0u64;
                     while let Some(msg) = sub.next().await {
@@ -1153,9 +1167,10 @@ impl Bench {
                         };
                         key += 1;
                         let client = client.clone();
+                        let http_client = http_client.clone();
                         tokio::spawn(async move {
                             let _slot = slot;
-                            match native_post(http, key, msg.payload).await {
+                            match native_post(&http_client, http, key, msg.payload).await {
                                 Ok(body) => {
                                     let _ = client.publish(output, body).await;
                                 }
@@ -1200,11 +1215,11 @@ fn capability_table(rows: &[CapabilityRow]) -> String {
         let (what, case) = match (r.capability, r.evhost) {
             (Capability::Http, false) => (
                 "HTTP POST per message",
-                "native: async-nats + hyper, new connection per request",
+                "native: async-nats + hyper-util pooling client",
             ),
             (Capability::Http, true) => (
                 "HTTP POST per message",
-                "evhost `bench-http` (host: new connection per request)",
+                "evhost `bench-http` (host: pooled connections)",
             ),
             (Capability::Kv, false) => (
                 "key-value get + CAS per message",
@@ -1226,9 +1241,9 @@ fn capability_notes() -> String {
     format!(
         "Closed loop on core NATS (at most {WINDOW} messages outstanding), 128-byte payloads, each\n\
          handler publishing one output per message. HTTP: a POST of the payload to a hyper server the\n\
-         benchmark runs on 127.0.0.1 (200 with a {}-byte JSON body); evhost's host opens a new TCP\n\
-         connection per request, and so does the native handler (hyper `client::conn::http1`, no\n\
-         pool), both with at most {HTTP_CONCURRENCY} requests in flight\n\
+         benchmark runs on 127.0.0.1 (200 with a {}-byte JSON body); evhost's host keeps its\n\
+         connections in a pool (hyper-util's client), and so does the native handler (the same\n\
+         client), both with at most {HTTP_CONCURRENCY} requests in flight\n\
          (evhost: `concurrency = {HTTP_CONCURRENCY}`). Key-value: on each message a get and a\n\
          compare-and-swap of one counter in the bucket `bench` (JetStream, stream `KV_bench`), one\n\
          message at a time on both sides (evhost: `concurrency = 1`; native: a sequential\n\

@@ -115,19 +115,14 @@ pub async fn drain(subs: &mut Subscriptions) {
 }
 
 /// The handler's view of a NATS message, on delivery number `attempt`,
-/// borrowed from it and from its `idempotency_key`.
-pub fn to_message<'a>(
-    msg: &'a async_nats::Message,
-    attempt: u32,
-    idempotency_key: &'a str,
-) -> MessageRef<'a> {
+/// borrowed from it.
+pub fn to_message(msg: &async_nats::Message, attempt: u32) -> MessageRef<'_> {
     MessageRef {
         subject: msg.subject.as_str(),
         headers: header_pairs(msg.headers.as_ref()),
         payload: &msg.payload,
         reply_to: msg.reply.as_ref().map(|r| r.as_str()),
         attempt,
-        idempotency_key,
     }
 }
 

@@ -19,7 +19,7 @@ use tracing::{Instrument, field};
 
 use crate::bus;
 use crate::deadletter::DeadLetter;
-use crate::idempotency;
+use crate::idempotency::{self, KeySource};
 use crate::lane::{InFlight, cores, lane_limits};
 use crate::metrics::Counters;
 use crate::outcome::{Decision, Failure, FailureKind, decide};
@@ -228,10 +228,10 @@ async fn attempts(
     // Timed only when someone listens: a clock read per message is not free.
     let started = (!span.is_disabled()).then(Instant::now);
     let mut attempt = 1;
-    let key = idempotency::core_key(&plugin.name, idempotency::nats_msg_id(msg.headers.as_ref()));
+    let key = KeySource::core(idempotency::nats_msg_id(msg.headers.as_ref()));
     loop {
-        let input = bus::to_message(&msg, attempt, &key);
-        let failure = match plugin.call(&input).await {
+        let input = bus::to_message(&msg, attempt);
+        let failure = match plugin.call(&input, &key).await {
             Ok(outputs) => {
                 match bus::publish_outputs(client, outputs, msg.headers.as_ref()).await {
                     Ok(()) => {

@@ -1,4 +1,4 @@
-//! The idempotency key a handler sees in `message.idempotency-key`: the same
+//! The idempotency key a handler gets from `host.idempotency-key`: the same
 //! on every delivery of one message, different for two plugins handling it.
 //! Pure, apart from the ids made for core NATS messages that carry no
 //! `Nats-Msg-Id`.
@@ -13,48 +13,70 @@ static PROCESS: LazyLock<u64> = LazyLock::new(rand::random);
 /// Ids made by this process so far.
 static MADE: AtomicU64 = AtomicU64::new(0);
 
-/// The key of a core NATS message: `<plugin>:<Nats-Msg-Id>` when the
-/// publisher set that header, else `<plugin>:<32 hex digits>` (16 random per
-/// process, then a counter), made once when the message arrives and kept for
-/// the host's retries of it. Made on every message, so without `format!`.
-pub fn core_key(plugin: &str, nats_msg_id: Option<&str>) -> String {
-    let mut key = String::with_capacity(plugin.len() + 33);
-    key.push_str(plugin);
-    key.push(':');
-    match nats_msg_id {
-        Some(id) => key.push_str(id),
-        None => {
-            push_hex(&mut key, *PROCESS);
-            push_hex(&mut key, MADE.fetch_add(1, Ordering::Relaxed));
-        }
-    }
-    key
+/// What the idempotency key of the message being handled is made of. The
+/// host keeps it in the instance's store for the length of a call and makes
+/// the key only when the handler asks (`host.idempotency-key`), so a handler
+/// that never asks costs nothing: no string is made or copied into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeySource {
+    /// No message is being handled: the key is empty.
+    #[default]
+    None,
+    /// An id the message carries: a core message's `Nats-Msg-Id`, or a
+    /// JetStream message's dedup id.
+    Id(String),
+    /// A core message with no `Nats-Msg-Id`: the id this process made when
+    /// the message arrived (kept for the host's retries of it).
+    Made(u64),
+    /// A JetStream message without a dedup id: its place in the stream (a
+    /// redelivery keeps its stream sequence).
+    Sequence {
+        /// The stream's name.
+        stream: String,
+        /// The message's stream sequence.
+        seq: u64,
+    },
 }
 
-/// Appends `n` as 16 lower-case hex digits, written into a stack buffer
-/// first (a `push` per digit cost about 10 instructions each).
-fn push_hex(out: &mut String, n: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 16];
-    for (i, byte) in buf.iter_mut().enumerate() {
-        *byte = DIGITS[((n >> ((15 - i) * 4)) & 0xf) as usize];
+impl KeySource {
+    /// The source of a core NATS message's key: its `Nats-Msg-Id` when the
+    /// publisher set that header, else a new id, made here as it arrives.
+    pub fn core(nats_msg_id: Option<&str>) -> Self {
+        match nats_msg_id {
+            Some(id) => KeySource::Id(id.to_string()),
+            None => KeySource::Made(MADE.fetch_add(1, Ordering::Relaxed)),
+        }
     }
-    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+
+    /// The source of a JetStream message's key: its dedup id when the
+    /// manifest configures `delivery.dedup` and the message has one, else its
+    /// stream and sequence.
+    pub fn jetstream(dedup_id: Option<String>, stream: &str, seq: u64) -> Self {
+        match dedup_id {
+            Some(id) => KeySource::Id(id),
+            None => KeySource::Sequence {
+                stream: stream.to_string(),
+                seq,
+            },
+        }
+    }
+
+    /// The key `plugin` sees: `<plugin>:<id>`, where a made id is 32 hex
+    /// digits (16 random per process, then a counter) and a sequence is
+    /// `<stream>:<seq>`; empty outside a call.
+    pub fn key(&self, plugin: &str) -> String {
+        match self {
+            KeySource::None => String::new(),
+            KeySource::Id(id) => format!("{plugin}:{id}"),
+            KeySource::Made(n) => format!("{plugin}:{:016x}{n:016x}", *PROCESS),
+            KeySource::Sequence { stream, seq } => format!("{plugin}:{stream}:{seq}"),
+        }
+    }
 }
 
 /// The `Nats-Msg-Id` header of a NATS message, if any.
 pub fn nats_msg_id(headers: Option<&async_nats::HeaderMap>) -> Option<&str> {
     headers?.get("Nats-Msg-Id").map(|v| v.as_str())
-}
-
-/// The key of a JetStream message: `<plugin>:<dedup id>` when the manifest
-/// configures `delivery.dedup` and the message has one, else
-/// `<plugin>:<stream>:<sequence>` (a redelivery keeps its stream sequence).
-pub fn jetstream_key(plugin: &str, dedup_id: Option<&str>, stream: &str, seq: u64) -> String {
-    match dedup_id {
-        Some(id) => format!("{plugin}:{id}"),
-        None => format!("{plugin}:{stream}:{seq}"),
-    }
 }
 
 #[cfg(test)]
@@ -63,15 +85,18 @@ mod tests {
 
     #[test]
     fn a_publishers_id_is_kept_and_scoped_to_the_plugin() {
-        assert_eq!(core_key("payment", Some("order-7")), "payment:order-7");
-        assert_ne!(core_key("payment", Some("o")), core_key("audit", Some("o")));
+        let source = KeySource::core(Some("order-7"));
+        assert_eq!(source.key("payment"), "payment:order-7");
+        assert_ne!(source.key("payment"), source.key("audit"));
     }
 
     #[test]
-    fn made_ids_are_distinct_hex() {
-        let a = core_key("p", None);
-        let b = core_key("p", None);
+    fn made_ids_are_distinct_hex_and_stable_per_message() {
+        let (first, second) = (KeySource::core(None), KeySource::core(None));
+        let (a, b) = (first.key("p"), second.key("p"));
         assert_ne!(a, b);
+        // Asked twice (a retry), one message keeps its key.
+        assert_eq!(first.key("p"), a);
         for key in [&a, &b] {
             let hex = key.strip_prefix("p:").unwrap();
             assert_eq!(hex.len(), 32, "{key}");
@@ -79,14 +104,20 @@ mod tests {
         }
         // The process's random half is shared; the counter half differs.
         assert_eq!(a[..18], b[..18]);
-        let mut s = String::new();
-        push_hex(&mut s, 0xfe);
-        assert_eq!(s, "00000000000000fe");
+        assert!(KeySource::Made(0xfe).key("p").ends_with("00000000000000fe"));
     }
 
     #[test]
     fn jetstream_keys_follow_dedup_else_the_sequence() {
-        assert_eq!(jetstream_key("inv", Some("e-1"), "IN", 9), "inv:e-1");
-        assert_eq!(jetstream_key("inv", None, "IN", 9), "inv:IN:9");
+        assert_eq!(
+            KeySource::jetstream(Some("e-1".into()), "IN", 9).key("inv"),
+            "inv:e-1"
+        );
+        assert_eq!(KeySource::jetstream(None, "IN", 9).key("inv"), "inv:IN:9");
+    }
+
+    #[test]
+    fn outside_a_call_the_key_is_empty() {
+        assert_eq!(KeySource::None.key("p"), "");
     }
 }

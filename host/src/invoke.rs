@@ -129,7 +129,7 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("Nats-Msg-Id"))
         .map(|(_, id)| id.as_str());
-    let idempotency_key = crate::idempotency::core_key(&plugin.name, msg_id);
+    let key = crate::idempotency::KeySource::core(msg_id);
     let message = MessageRef {
         subject: &inv.subject,
         headers: inv
@@ -140,9 +140,8 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         payload: &payload,
         reply_to: None,
         attempt: inv.attempt.max(1),
-        idempotency_key: &idempotency_key,
     };
-    let (report, code) = match plugin.call(&message).await {
+    let (report, code) = match plugin.call(&message, &key).await {
         Ok(outputs) => {
             let outputs: Vec<Value> = outputs
                 .into_iter()

@@ -28,7 +28,7 @@ use crate::consumers;
 use crate::deadletter::DeadLetter;
 use crate::dedup;
 use crate::dispatch::{Control, Slot};
-use crate::idempotency;
+use crate::idempotency::KeySource;
 use crate::lane::{InFlight, cores, lane_limits};
 use crate::outcome::{Decision, Failure, FailureKind, decide};
 use crate::plugin::Plugin;
@@ -440,11 +440,10 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
         // requester: the handler must not see it (or be allowed to publish there).
         // The key is made from the dedup id, read from the message as the
         // handler sees it: the headers are listed once, for both.
-        let mut input = bus::to_message(&msg.message, attempt, "");
+        let mut input = bus::to_message(&msg.message, attempt);
         input.reply_to = None;
         let id = settings.dedup.as_ref().and_then(|k| k.extract(&input.headers, input.payload));
-        let idempotency_key = idempotency::jetstream_key(&plugin.name, id.as_deref(), stream, seq);
-        input.idempotency_key = &idempotency_key;
+        let idempotency = KeySource::jetstream(id.clone(), stream, seq);
         let key = id.as_deref().map(|id| dedup::bucket_key(&plugin.name, id));
         if let (Some(store), Some(key)) = (&binding.dedup, &key) {
             match store.get(key.as_str()).await {
@@ -464,7 +463,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
             }
         }
 
-        let result = with_progress(&msg, binding.ack_wait, plugin.call(&input)).await;
+        let result = with_progress(&msg, binding.ack_wait, plugin.call(&input, &idempotency)).await;
         let failure = match result {
             Ok(outputs) => {
                 let msg_id_base = match &id {

@@ -10,6 +10,12 @@
 //! get the manifest's limits (connect, first-byte and between-bytes timeouts,
 //! the guest's own when shorter; a response body cap; requests in flight per
 //! plugin) and TLS with the built-in web roots plus the plugin's `http_ca`.
+//!
+//! Connections are kept and reused (hyper-util's pooling client, one pool per
+//! loaded plugin version, keyed by scheme, host and port), so a handler that
+//! calls its provider once per message does not pay a TCP (and TLS) set-up
+//! per message. A pool keeps at most `http_max_in_flight` idle connections
+//! per destination, each for at most [`IDLE`].
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -21,24 +27,30 @@ use bytes::Bytes;
 use http::uri::Scheme;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::pem::PemObject as _;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::capabilities::{HttpGrant, HttpLimits};
 use crate::http_allow::{Destination, HttpAllow};
 use crate::log_limit::LogLimit;
 
-/// One plugin's outbound HTTP: what it may call and with which limits.
-/// Shared by every instance of one loaded version.
+/// How long an unused connection stays in a plugin's pool.
+pub const IDLE: Duration = Duration::from_secs(30);
+
+/// One plugin's outbound HTTP: what it may call, with which limits, and its
+/// pool of connections. Shared by every instance of one loaded version.
 pub struct HttpPolicy {
     plugin: Arc<str>,
     allow: HttpAllow,
     limits: HttpLimits,
-    /// `None` without a grant (every request is refused before TLS).
-    tls: Option<Arc<rustls::ClientConfig>>,
+    /// `None` without a grant: every request is refused, and no TLS set-up
+    /// or pool is made for it.
+    client: Option<Client<Connector, WasiBody>>,
     in_flight: Arc<Semaphore>,
     refused: Mutex<LogLimit>,
 }
@@ -51,23 +63,34 @@ impl HttpPolicy {
         grant: Option<&HttpGrant>,
         plugin_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        // A plugin with no grant sends nothing: no TLS set-up for it.
-        let tls = match grant {
-            Some(g) => Some(Arc::new(tls_config(
-                g.ca.as_ref().map(|ca| plugin_dir.join(ca)).as_deref(),
-            )?)),
-            None => None,
-        };
         let (allow, limits) = match grant {
             Some(g) => (g.allow.clone(), g.limits.clone()),
             None => (HttpAllow::default(), HttpLimits::default()),
+        };
+        // A plugin with no grant sends nothing: no TLS set-up or pool for it.
+        let client = match grant {
+            Some(g) => {
+                let tls = tls_config(g.ca.as_ref().map(|ca| plugin_dir.join(ca)).as_deref())?;
+                let connector = Connector {
+                    tls: Arc::new(tls),
+                    timeout: limits.connect_timeout,
+                };
+                Some(
+                    Client::builder(TokioExecutor::new())
+                        .pool_timer(TokioTimer::new())
+                        .pool_idle_timeout(IDLE)
+                        .pool_max_idle_per_host(limits.max_in_flight)
+                        .build(connector),
+                )
+            }
+            None => None,
         };
         Ok(HttpPolicy {
             plugin,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             allow,
             limits,
-            tls,
+            client,
             refused: Mutex::new(LogLimit::default()),
         })
     }
@@ -185,55 +208,22 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
-/// Connects, sends, and returns the response with its body bounded.
+/// Sends through the plugin's pool and returns the response with its body
+/// bounded. The time to the response's headers is bounded by the connect
+/// and first-byte timeouts together (a pooled connection needs no connect);
+/// a new connection is bounded by the connect timeout on its own as well.
 async fn send(
     policy: &HttpPolicy,
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     permit: OwnedSemaphorePermit,
 ) -> Sent {
-    let (connect_timeout, first_byte, between_bytes) = policy.timeouts(options);
-    let uri = request.uri().clone();
-    let https = uri.scheme() == Some(&Scheme::HTTPS);
-    let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let connect = async {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let tcp = TcpStream::connect((bare, port))
-            .await
-            .map_err(Error::Connect)?;
-        let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = if https {
-            let name = rustls_pki_types::ServerName::try_from(bare.to_string())
-                .map_err(|_| Error::HttpRequestUriInvalid)?;
-            let config = policy.tls.clone().ok_or(Error::HttpRequestDenied)?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .map_err(Error::Tls)?;
-            Box::new(tls)
-        } else {
-            Box::new(tcp)
-        };
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake::<_, WasiBody>(TokioIo::new(io))
-            .await
-            .map_err(Error::from)?;
-        Ok::<_, Error>((sender, conn))
-    };
-    let (mut sender, conn) = tokio::time::timeout(connect_timeout, connect)
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
-    let driver = tokio::spawn(conn);
-    // The request line carries the path only (no proxy here).
-    *request.uri_mut() = http::Uri::builder()
-        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .build()
-        .map_err(|_| Error::HttpRequestUriInvalid)?;
-    let response = tokio::time::timeout(first_byte, sender.send_request(request))
+    let client = policy.client.as_ref().ok_or(Error::HttpRequestDenied)?;
+    let (connect, first_byte, between_bytes) = policy.timeouts(options);
+    let response = tokio::time::timeout(connect + first_byte, client.request(request))
         .await
         .map_err(|_| Error::ConnectionReadTimeout)?
-        .map_err(Error::from)?;
+        .map_err(client_error)?;
     let max = policy.limits.max_response_bytes;
     if let Some(length) = response
         .headers()
@@ -254,18 +244,104 @@ async fn send(
         }
         .boxed_unsync()
     });
-    let io = async move {
-        match driver.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(Error::from(err)),
-            Err(_) => Err(Error::ConnectionTerminated),
-        }
-    };
-    Ok((response, Box::new(io)))
+    // The pool drives the connection; nothing is left to wait for here.
+    Ok((response, Box::new(async { Ok(()) })))
 }
 
+/// The guest's error code for a failure of the pooling client: the
+/// connector's own [`Error`] when connecting failed, else what hyper says.
+fn client_error(err: hyper_util::client::legacy::Error) -> Error {
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        if let Some(ours) = cause.downcast_ref::<Error>() {
+            return match ours {
+                Error::Connect(io) => {
+                    Error::Connect(std::io::Error::new(io.kind(), io.to_string()))
+                }
+                Error::Tls(io) => Error::Tls(std::io::Error::new(io.kind(), io.to_string())),
+                Error::ConnectionTimeout => Error::ConnectionTimeout,
+                Error::HttpRequestUriInvalid => Error::HttpRequestUriInvalid,
+                other => Error::InternalError(Some(other.to_string())),
+            };
+        }
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return if hyper.is_timeout() {
+                Error::ConnectionReadTimeout
+            } else if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
+                Error::HttpResponseIncomplete
+            } else if hyper.is_parse() || hyper.is_parse_status() {
+                Error::HttpProtocolError
+            } else {
+                Error::InternalError(Some(hyper.to_string()))
+            };
+        }
+        source = cause.source();
+    }
+    Error::InternalError(Some(err.to_string()))
+}
+
+/// Opens the pool's connections: TCP, then TLS for `https` with the plugin's
+/// roots, within the manifest's connect timeout. Only admitted destinations
+/// reach it, so a name off the list is never resolved.
+#[derive(Clone)]
+struct Connector {
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<Box<dyn Io>>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            tokio::time::timeout(this.timeout, this.connect(uri))
+                .await
+                .map_err(|_| Error::ConnectionTimeout)?
+        })
+    }
+}
+
+impl Connector {
+    async fn connect(self, uri: http::Uri) -> Result<TokioIo<Box<dyn Io>>, Error> {
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = TcpStream::connect((bare, port))
+            .await
+            .map_err(Error::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = if https {
+            let name = rustls_pki_types::ServerName::try_from(bare.to_string())
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls)
+                .connect(name, tcp)
+                .await
+                .map_err(Error::Tls)?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
+        Ok(TokioIo::new(io))
+    }
+}
+
+/// A connection, plain or TLS.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+impl Connection for Box<dyn Io> {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
 
 /// A response body with a size cap and a between-bytes timeout; holds the
 /// request's in-flight permit until it is dropped.

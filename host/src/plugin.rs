@@ -16,6 +16,7 @@ use wasmtime::component::{Component, ComponentExportIndex, Instance};
 
 use crate::config::{Isolation, PluginSettings};
 use crate::errors::one_line;
+use crate::idempotency::KeySource;
 use crate::keyvalue::{Backend, KvAccess};
 use crate::outbound_http::HttpPolicy;
 use crate::outcome::{Failure, FailureKind};
@@ -219,7 +220,13 @@ impl Plugin {
     /// Runs `message` through the handler once and classifies the result.
     /// Outputs are checked against the plugin's limits and publish rules; a
     /// success means every output may be published.
-    pub async fn call(&self, message: &MessageRef<'_>) -> Result<Vec<Outgoing>, Failure> {
+    /// `key` is what the message's idempotency key is made of, handed to the
+    /// guest only if it asks.
+    pub async fn call(
+        &self,
+        message: &MessageRef<'_>,
+        key: &KeySource,
+    ) -> Result<Vec<Outgoing>, Failure> {
         let pooled = match self.settings.isolation {
             Isolation::Reuse => self.take_warm(),
             Isolation::Message => None,
@@ -238,6 +245,7 @@ impl Plugin {
         let state = warm.store.data_mut();
         state.deadline = Some(self.runtime.ticks().deadline(self.settings.timeout));
         state.timed_out = false;
+        state.key.clone_from(key);
         warm.store.set_epoch_deadline(1);
         let result = if self.settings.capabilities.waits_on_io() {
             // Epoch interruption stops a guest that computes, not one whose

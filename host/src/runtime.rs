@@ -20,6 +20,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::idempotency::KeySource;
 use crate::keyvalue::KvAccess;
 use crate::outbound_http::{Hooks, HttpPolicy};
 
@@ -57,9 +58,6 @@ pub struct MessageRef<'a> {
     pub reply_to: Option<&'a str>,
     /// Which delivery this is: 1 on the first.
     pub attempt: u32,
-    /// The same on every delivery of this message (see `idempotency.rs`).
-    #[component(name = "idempotency-key")]
-    pub idempotency_key: &'a str,
 }
 
 /// What `handle` returns.
@@ -242,6 +240,7 @@ impl Runtime {
             config,
             deadline: None,
             timed_out: false,
+            key: KeySource::None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -356,6 +355,8 @@ pub struct State {
     pub deadline: Option<u64>,
     /// Set when the epoch callback interrupted the current call.
     pub timed_out: bool,
+    /// What the idempotency key of the message being handled is made of.
+    pub key: KeySource,
     stderr: StderrTail,
 }
 
@@ -411,6 +412,10 @@ impl self::evhost::plugin::host::Host for State {
 
     fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+
+    fn idempotency_key(&mut self) -> String {
+        self.key.key(&self.plugin)
     }
 }
 

@@ -1,6 +1,6 @@
 //! What a handler can ask about the message and its plugin.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 
 use crate::Message;
@@ -17,7 +17,8 @@ pub struct Context {
     headers: Vec<(String, String)>,
     reply_to: Option<String>,
     attempt: u32,
-    idempotency_key: String,
+    /// Asked of the host the first time a handler wants it.
+    idempotency_key: OnceCell<String>,
 }
 
 impl Context {
@@ -29,7 +30,7 @@ impl Context {
             headers: msg.headers,
             reply_to: msg.reply_to,
             attempt: msg.attempt,
-            idempotency_key: msg.idempotency_key,
+            idempotency_key: OnceCell::new(),
         }
     }
 
@@ -39,7 +40,7 @@ impl Context {
             headers: msg.headers.clone(),
             reply_to: msg.reply_to.clone(),
             attempt: msg.attempt,
-            idempotency_key: msg.idempotency_key.clone(),
+            idempotency_key: OnceCell::new(),
         }
     }
 
@@ -82,9 +83,10 @@ impl Context {
 
     /// The same on every delivery of this message, and different for each
     /// plugin: send it as `Idempotency-Key` to make an external effect safe
-    /// to repeat.
+    /// to repeat. Asked of the host once per message, when first wanted.
     pub fn idempotency_key(&self) -> &str {
-        &self.idempotency_key
+        self.idempotency_key
+            .get_or_init(|| crate::idempotency::current().unwrap_or_default())
     }
 
     /// Where a requester waits for the reply, for a request.

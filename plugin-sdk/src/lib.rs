@@ -73,7 +73,6 @@ pub mod __private {
     pub type WitMessage = wit::Message;
 
     fn finish(result: Result<Vec<Outgoing>, HandlerError>) -> WitResult {
-        crate::idempotency::set(None);
         result
             .map(|outs| outs.into_iter().map(Into::into).collect())
             .map_err(Into::into)
@@ -86,7 +85,6 @@ pub mod __private {
         f: impl FnOnce(T, &Context) -> Result<Vec<Outgoing>, HandlerError>,
     ) -> WitResult {
         let msg = Message::from(msg);
-        crate::idempotency::set(Some(msg.idempotency_key.clone()));
         let value = match serde_json::from_slice::<T>(&msg.payload) {
             Ok(value) => value,
             Err(err) => {
@@ -105,7 +103,6 @@ pub mod __private {
         f: impl FnOnce(Message) -> Result<Vec<Outgoing>, HandlerError>,
     ) -> WitResult {
         let msg = Message::from(msg);
-        crate::idempotency::set(Some(msg.idempotency_key.clone()));
         finish(f(msg))
     }
 
@@ -115,7 +112,6 @@ pub mod __private {
         f: impl FnOnce(Message, &Context) -> Result<Vec<Outgoing>, HandlerError>,
     ) -> WitResult {
         let msg = Message::from(msg);
-        crate::idempotency::set(Some(msg.idempotency_key.clone()));
         let ctx = Context::of(&msg);
         finish(f(msg, &ctx))
     }

@@ -19,13 +19,18 @@ pub struct Message {
     pub reply_to: Option<String>,
     /// 1 on the first delivery, 2 on the first retry, and so on.
     pub attempt: u32,
-    /// The same on every delivery of this message, and different for each
-    /// plugin: send it as `Idempotency-Key` to make an external effect safe to
-    /// repeat ([`crate::http`] does so by default).
-    pub idempotency_key: String,
 }
 
 impl Message {
+    /// The idempotency key of the message being handled: the same on every
+    /// delivery of it, and different for each plugin. Send it as
+    /// `Idempotency-Key` to make an external effect safe to repeat
+    /// ([`crate::http`] does so by default). Asked of the host on each call;
+    /// empty outside a handler call.
+    pub fn idempotency_key(&self) -> String {
+        crate::idempotency::current().unwrap_or_default()
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -62,7 +67,6 @@ impl From<wit::Message> for Message {
             payload: m.payload,
             reply_to: m.reply_to,
             attempt: m.attempt,
-            idempotency_key: m.idempotency_key,
         }
     }
 }
@@ -126,7 +130,6 @@ mod tests {
             payload: vec![],
             reply_to: None,
             attempt: 1,
-            idempotency_key: "p:1".into(),
         };
         assert_eq!(m.header("x-TAG"), Some("a"));
         assert_eq!(m.header_all("x-tag").collect::<Vec<_>>(), ["a", "b"]);
@@ -146,7 +149,6 @@ mod tests {
             payload: b"{".to_vec(),
             reply_to: None,
             attempt: 1,
-            idempotency_key: "p:1".into(),
         };
         match m.json::<Order>() {
             Err(HandlerError::Permanent(text)) => {

@@ -42,7 +42,6 @@ mod tests {
             payload: payload.to_vec(),
             reply_to: None,
             attempt: 1,
-            idempotency_key: "p:1".into(),
         }
     }
 
