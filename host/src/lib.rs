@@ -23,6 +23,7 @@ pub mod dlq;
 pub mod errors;
 pub mod host;
 pub mod http_allow;
+pub mod http_pool;
 pub mod idempotency;
 pub mod invoke;
 pub mod jetstream;

@@ -11,11 +11,8 @@
 //! the guest's own when shorter; a response body cap; requests in flight per
 //! plugin) and TLS with the built-in web roots plus the plugin's `http_ca`.
 //!
-//! Connections are kept and reused (hyper-util's pooling client, one pool per
-//! loaded plugin version, keyed by scheme, host and port), so a handler that
-//! calls its provider once per message does not pay a TCP (and TLS) set-up
-//! per message. A pool keeps at most `http_max_in_flight` idle connections
-//! per destination, each for at most [`IDLE`].
+//! Connections are kept for reuse (`http_pool`, one pool per loaded plugin
+//! version, at most `http_max_in_flight` idle per destination).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -27,20 +24,16 @@ use bytes::Bytes;
 use http::uri::Scheme;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::pem::PemObject as _;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::capabilities::{HttpGrant, HttpLimits};
-use crate::http_allow::{Destination, HttpAllow};
+use crate::http_allow::{self, HttpAllow};
+use crate::http_pool::{Destination, Pool, Sender};
 use crate::log_limit::LogLimit;
-
-/// How long an unused connection stays in a plugin's pool.
-pub const IDLE: Duration = Duration::from_secs(30);
 
 /// One plugin's outbound HTTP: what it may call, with which limits, and its
 /// pool of connections. Shared by every instance of one loaded version.
@@ -49,8 +42,9 @@ pub struct HttpPolicy {
     allow: HttpAllow,
     limits: HttpLimits,
     /// `None` without a grant: every request is refused, and no TLS set-up
-    /// or pool is made for it.
-    client: Option<Client<Connector, WasiBody>>,
+    /// is made for it.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    pool: Arc<Pool>,
     in_flight: Arc<Semaphore>,
     refused: Mutex<LogLimit>,
 }
@@ -67,30 +61,20 @@ impl HttpPolicy {
             Some(g) => (g.allow.clone(), g.limits.clone()),
             None => (HttpAllow::default(), HttpLimits::default()),
         };
-        // A plugin with no grant sends nothing: no TLS set-up or pool for it.
-        let client = match grant {
-            Some(g) => {
-                let tls = tls_config(g.ca.as_ref().map(|ca| plugin_dir.join(ca)).as_deref())?;
-                let connector = Connector {
-                    tls: Arc::new(tls),
-                    timeout: limits.connect_timeout,
-                };
-                Some(
-                    Client::builder(TokioExecutor::new())
-                        .pool_timer(TokioTimer::new())
-                        .pool_idle_timeout(IDLE)
-                        .pool_max_idle_per_host(limits.max_in_flight)
-                        .build(connector),
-                )
-            }
+        // A plugin with no grant sends nothing: no TLS set-up for it.
+        let tls = match grant {
+            Some(g) => Some(Arc::new(tls_config(
+                g.ca.as_ref().map(|ca| plugin_dir.join(ca)).as_deref(),
+            )?)),
             None => None,
         };
         Ok(HttpPolicy {
             plugin,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            pool: Arc::new(Pool::new(limits.max_in_flight)),
             allow,
             limits,
-            client,
+            tls,
             refused: Mutex::new(LogLimit::default()),
         })
     }
@@ -100,7 +84,7 @@ impl HttpPolicy {
         let https = uri.scheme() == Some(&Scheme::HTTPS);
         let allowed = (https || uri.scheme() == Some(&Scheme::HTTP))
             && uri.host().is_some_and(|host| {
-                self.allow.allows(&Destination {
+                self.allow.allows(&http_allow::Destination {
                     https,
                     host,
                     port: uri.port_u16(),
@@ -208,22 +192,62 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
-/// Sends through the plugin's pool and returns the response with its body
-/// bounded. The time to the response's headers is bounded by the connect
-/// and first-byte timeouts together (a pooled connection needs no connect);
-/// a new connection is bounded by the connect timeout on its own as well.
+/// Sends on a pooled connection (or a new one, made within the connect
+/// timeout), waits at most the first-byte timeout for the response's
+/// headers, and returns the response with its body bounded.
 async fn send(
     policy: &HttpPolicy,
-    request: http::Request<WasiBody>,
+    mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     permit: OwnedSemaphorePermit,
 ) -> Sent {
-    let client = policy.client.as_ref().ok_or(Error::HttpRequestDenied)?;
-    let (connect, first_byte, between_bytes) = policy.timeouts(options);
-    let response = tokio::time::timeout(connect + first_byte, client.request(request))
-        .await
-        .map_err(|_| Error::ConnectionReadTimeout)?
-        .map_err(client_error)?;
+    let (connect_timeout, first_byte, between_bytes) = policy.timeouts(options);
+    let uri = request.uri().clone();
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let to = Destination {
+        https,
+        host: uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string(),
+        port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+    };
+    // The request line carries the path only (no proxy here); the Host
+    // header is the URL's authority unless the guest set its own.
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    if !request.headers().contains_key(http::header::HOST)
+        && let Some(authority) = uri.authority()
+        && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    let (sender, response) = loop {
+        let (mut sender, pooled) = match policy.pool.take(&to) {
+            Some(sender) => (sender, true),
+            None => {
+                let sender = tokio::time::timeout(connect_timeout, connect(policy, &to))
+                    .await
+                    .map_err(|_| Error::ConnectionTimeout)??;
+                (sender, false)
+            }
+        };
+        let sent = tokio::time::timeout(first_byte, async {
+            match sender.ready().await {
+                Err(err) => Err((err, Some(request))),
+                Ok(()) => sender.try_send_request(request).await.map_err(|mut err| {
+                    let unsent = err.take_message();
+                    (err.into_error(), unsent)
+                }),
+            }
+        });
+        match sent.await.map_err(|_| Error::ConnectionReadTimeout)? {
+            Ok(response) => break (sender, response),
+            // A pooled connection the server closed before it took the
+            // request: nothing was sent, so try again on another.
+            Err((_, Some(unsent))) if pooled => request = unsent,
+            Err((err, _)) => return Err(Error::from(err)),
+        }
+    };
     let max = policy.limits.max_response_bytes;
     if let Some(length) = response
         .headers()
@@ -240,118 +264,79 @@ async fn send(
             limit: max,
             between: between_bytes,
             idle: Box::pin(tokio::time::sleep(between_bytes)),
+            reuse: Some((policy.pool.clone(), to, sender)),
             _permit: permit,
         }
         .boxed_unsync()
     });
-    // The pool drives the connection; nothing is left to wait for here.
+    // The connection runs on a task of its own and goes back to the pool
+    // with the end of the body: nothing is left to wait for here.
     Ok((response, Box::new(async { Ok(()) })))
 }
 
-/// The guest's error code for a failure of the pooling client: the
-/// connector's own [`Error`] when connecting failed, else what hyper says.
-fn client_error(err: hyper_util::client::legacy::Error) -> Error {
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        if let Some(ours) = cause.downcast_ref::<Error>() {
-            return match ours {
-                Error::Connect(io) => {
-                    Error::Connect(std::io::Error::new(io.kind(), io.to_string()))
-                }
-                Error::Tls(io) => Error::Tls(std::io::Error::new(io.kind(), io.to_string())),
-                Error::ConnectionTimeout => Error::ConnectionTimeout,
-                Error::HttpRequestUriInvalid => Error::HttpRequestUriInvalid,
-                other => Error::InternalError(Some(other.to_string())),
-            };
-        }
-        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
-            return if hyper.is_timeout() {
-                Error::ConnectionReadTimeout
-            } else if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
-                Error::HttpResponseIncomplete
-            } else if hyper.is_parse() || hyper.is_parse_status() {
-                Error::HttpProtocolError
-            } else {
-                Error::InternalError(Some(hyper.to_string()))
-            };
-        }
-        source = cause.source();
-    }
-    Error::InternalError(Some(err.to_string()))
-}
-
-/// Opens the pool's connections: TCP, then TLS for `https` with the plugin's
-/// roots, within the manifest's connect timeout. Only admitted destinations
-/// reach it, so a name off the list is never resolved.
-#[derive(Clone)]
-struct Connector {
-    tls: Arc<rustls::ClientConfig>,
-    timeout: Duration,
-}
-
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = TokioIo<Box<dyn Io>>;
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            tokio::time::timeout(this.timeout, this.connect(uri))
-                .await
-                .map_err(|_| Error::ConnectionTimeout)?
-        })
-    }
-}
-
-impl Connector {
-    async fn connect(self, uri: http::Uri) -> Result<TokioIo<Box<dyn Io>>, Error> {
-        let https = uri.scheme() == Some(&Scheme::HTTPS);
-        let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let tcp = TcpStream::connect((bare, port))
+/// Opens a connection to `to`: TCP, then TLS for `https` with the plugin's
+/// roots, and starts driving it on a task of its own (it ends when the
+/// server closes it or when its sender and body are dropped). Only admitted
+/// destinations get here, so a name off the list is never resolved.
+async fn connect(policy: &HttpPolicy, to: &Destination) -> Result<Sender, Error> {
+    let bare = to.host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((bare, to.port))
+        .await
+        .map_err(Error::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = if to.https {
+        let name = rustls_pki_types::ServerName::try_from(bare.to_string())
+            .map_err(|_| Error::HttpRequestUriInvalid)?;
+        let config = policy.tls.clone().ok_or(Error::HttpRequestDenied)?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
             .await
-            .map_err(Error::Connect)?;
-        let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = if https {
-            let name = rustls_pki_types::ServerName::try_from(bare.to_string())
-                .map_err(|_| Error::HttpRequestUriInvalid)?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls)
-                .connect(name, tcp)
-                .await
-                .map_err(Error::Tls)?;
-            Box::new(tls)
-        } else {
-            Box::new(tcp)
-        };
-        Ok(TokioIo::new(io))
-    }
+            .map_err(Error::Tls)?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, WasiBody>(TokioIo::new(io))
+        .await
+        .map_err(Error::from)?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 /// A connection, plain or TLS.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-impl Connection for Box<dyn Io> {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
 /// A response body with a size cap and a between-bytes timeout; holds the
-/// request's in-flight permit until it is dropped.
+/// request's in-flight permit until it is dropped, and hands its connection
+/// back to the pool once it has been read to the end.
 struct Bounded {
     inner: hyper::body::Incoming,
     left: u64,
     limit: u64,
     between: Duration,
     idle: Pin<Box<tokio::time::Sleep>>,
+    /// Where the connection goes back, with its sender.
+    reuse: Option<(Arc<Pool>, Destination, Sender)>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Bounded {
+    /// Returns the connection to the pool, if the whole body was read.
+    fn recycle(&mut self) {
+        if self.inner.is_end_stream()
+            && let Some((pool, to, sender)) = self.reuse.take()
+        {
+            pool.put(to, sender);
+        }
+    }
+}
+
+impl Drop for Bounded {
+    fn drop(&mut self) {
+        self.recycle();
+    }
 }
 
 impl Body for Bounded {
@@ -375,7 +360,10 @@ impl Body for Bounded {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Error::from(err)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.recycle();
+                Poll::Ready(None)
+            }
             Poll::Pending => match self.idle.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
                 Poll::Pending => Poll::Pending,

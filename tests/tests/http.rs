@@ -350,6 +350,35 @@ async fn requests_in_flight_are_capped_per_plugin() {
         2,
         "at most 2 requests open at once, and the cap was reached"
     );
+    assert_eq!(
+        provider.connections(),
+        2,
+        "two connections, each reused for the requests after it"
+    );
+}
+
+/// A plugin calling one provider message after message reuses its
+/// connection instead of opening one per request.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_reused_across_messages() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest("caller", &caller_manifest(&[provider.url()], ""));
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut out = subscribe(&client, "test.caller.out").await;
+    for i in 0..5 {
+        let payload = call(&format!("{}/status/200", provider.url()));
+        publish(&client, "test.caller", &[], &payload).await;
+        next_message(&mut out, WAIT, &format!("answer {i}"), &host).await;
+    }
+    assert_eq!(provider.requests().len(), 5);
+    assert_eq!(
+        provider.connections(),
+        1,
+        "one connection for five requests"
+    );
 }
 
 /// On JetStream the key is `<plugin>:<stream>:<sequence>`, the same on each
