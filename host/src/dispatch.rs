@@ -278,10 +278,11 @@ async fn publish_dead_letter(
     letter: &DeadLetter<'_>,
     msg: &async_nats::Message,
 ) -> bool {
+    let (headers, payload) = letter.message(&msg.payload, client.server_info().max_payload);
     let mut delay = std::time::Duration::from_millis(50);
     for _ in 0..10 {
         match client
-            .publish_with_headers(subject.clone(), letter.headers(), msg.payload.clone())
+            .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
             .await
         {
             Ok(()) => return true,

@@ -500,7 +500,8 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
             Decision::DeadLetter(kind) => {
                 let letter = DeadLetter::of(&plugin, &msg.message, kind, &failure.message, attempt, Some((stream, seq)));
                 let subject = letter.subject(&plugin.settings.dead_letter_prefix);
-                match Box::pin(publish_durably(client, &binding.js, &binding.captures, subject.clone(), letter.headers(), msg.payload.clone())).await {
+                let (headers, payload) = letter.message(&msg.payload, client.server_info().max_payload);
+                match Box::pin(publish_durably(client, &binding.js, &binding.captures, subject.clone(), headers, payload)).await {
                     Ok(()) => {
                         if let Err(err) = msg.ack_with(AckKind::Term).await {
                             tracing::warn!(error = %err, "cannot TERM a dead-lettered message");

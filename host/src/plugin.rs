@@ -333,6 +333,14 @@ impl Plugin {
             {
                 return invalid(denied.to_string());
             }
+            // Dead letters are the host's to write: a plugin's would look
+            // like one to `evhost dlq` and to whoever reads the stream.
+            if out.subject.starts_with(&s.dead_letter_prefix) {
+                return invalid(format!(
+                    "output subject {:?} is under the plugin's dead-letter prefix {:?}",
+                    out.subject, s.dead_letter_prefix
+                ));
+            }
             if let Some((name, _)) = out.headers.iter().find(|(n, v)| !valid_header(n, v)) {
                 return invalid(format!("output header {name:?} is not a valid NATS header"));
             }

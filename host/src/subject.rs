@@ -44,12 +44,27 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
     subject_tokens.next().is_none()
 }
 
+/// Longest subject the host publishes to. Outputs beyond it are refused
+/// (`invalid-output`) and dead-letter subjects are shortened to fit
+/// (`deadletter::subject_for`): nats-server's default control line of 4 KiB
+/// must hold the subject and the rest of the `HPUB` line, and a line over it
+/// makes the server close the connection, losing what was in flight on it.
+pub const MAX_SUBJECT_LEN: usize = 1024;
+
+/// Longest `dead_letter_prefix`, so a shortened dead-letter subject keeps
+/// some of the original.
+pub const MAX_PREFIX_LEN: usize = 256;
+
 /// Why an output subject was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishDenied {
     /// Not a plain subject.
     #[error("output subject {0:?} is not a valid NATS subject (no wildcards or spaces)")]
     Invalid(String),
+    /// Longer than [`MAX_SUBJECT_LEN`] (the subject itself would flood the
+    /// log: only its start and length are kept).
+    #[error("output subject {0:?}… is {1} bytes long; the limit is {MAX_SUBJECT_LEN}")]
+    TooLong(String, usize),
     /// A `$`-prefixed subject (`$JS.`, `$KV.`, `$SYS.`, …) or an `_INBOX.`
     /// subject that is not the input's reply-to.
     #[error("output subject {0:?} is a system subject; plugins may not publish there")]
@@ -127,6 +142,12 @@ pub fn check_dead_letter_prefix(prefix: &str) -> Result<(), String> {
             "delivery.dead_letter_prefix {prefix:?} is not a valid subject prefix"
         ));
     }
+    if prefix.len() > MAX_PREFIX_LEN {
+        return Err(format!(
+            "delivery.dead_letter_prefix is {} bytes long; the limit is {MAX_PREFIX_LEN}",
+            prefix.len()
+        ));
+    }
     if is_system_subject(prefix) {
         return Err(format!(
             "delivery.dead_letter_prefix {prefix:?} is a system subject"
@@ -161,6 +182,13 @@ pub fn check_publish(
     reply_to: Option<&str>,
     allow: Option<&[String]>,
 ) -> Result<(), PublishDenied> {
+    if subject.len() > MAX_SUBJECT_LEN {
+        let mut cut = 64;
+        while !subject.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return Err(PublishDenied::TooLong(subject[..cut].to_string(), subject.len()));
+    }
     if !is_valid_subject(subject) {
         return Err(PublishDenied::Invalid(subject.to_string()));
     }
@@ -251,6 +279,28 @@ mod tests {
         for bad in ["", "dlq", "$KV.secrets.", "_INBOX.x.", "a..", "a b."] {
             assert!(check_dead_letter_prefix(bad).is_err(), "{bad:?}");
         }
+        let longest = format!("{}.", "d".repeat(MAX_PREFIX_LEN - 1));
+        assert_eq!(check_dead_letter_prefix(&longest), Ok(()));
+        assert!(check_dead_letter_prefix(&format!("d{longest}")).is_err());
+    }
+
+    #[test]
+    fn output_subjects_have_a_length_cap() {
+        let at = "s".repeat(MAX_SUBJECT_LEN);
+        assert_eq!(check_publish(&at, None, None), Ok(()));
+        let over = format!("{at}x");
+        match check_publish(&over, None, None) {
+            Err(PublishDenied::TooLong(start, len)) => {
+                assert_eq!((start.len(), len), (64, MAX_SUBJECT_LEN + 1));
+                // The message names the limit, not the whole subject.
+                let text = PublishDenied::TooLong(start, len).to_string();
+                assert!(text.len() < 200 && text.contains("1024"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Even as the input's own reply-to.
+        let inbox = format!("_INBOX.{}", "r".repeat(MAX_SUBJECT_LEN));
+        assert!(check_publish(&inbox, Some(&inbox), None).is_err());
     }
 
     #[test]

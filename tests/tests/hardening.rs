@@ -182,3 +182,180 @@ async fn outputs_may_not_carry_nats_or_evhost_headers() {
         "nothing was rolled up or added"
     );
 }
+
+/// A subject too long for the server's control line once the host writes it
+/// (an output of 5 000 characters, or `dlq.` before a long input subject)
+/// would make nats-server close the host's connection. Outputs over 1 024
+/// bytes are `invalid-output`; dead letters of long subjects go to a
+/// shortened subject that keeps the start and a digest; the host serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_subjects_neither_drop_the_connection_nor_lose_the_dead_letter() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    let long_output = format!("test.{}", "o.".repeat(2500)) + "end";
+    dir.add_with_manifest(
+        "bigout",
+        &format!("[config]\ncount = 1\nsubject = \"{long_output}\"\n"),
+    );
+    dir.add_with_manifest("panicker", "subjects = [\"long.>\"]\n");
+    dir.add("echo");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+
+    let mut dead = subscribe(&client, "dlq.test.bigout").await;
+    client
+        .publish("test.bigout", "many".into())
+        .await
+        .expect("publish");
+    let letter = next_dead_letter(&mut dead, "the long output's dead letter", &host).await;
+    assert_eq!(letter.kind, "invalid-output", "{}", letter.error);
+    assert!(
+        letter.error.contains("limit is 1024") && letter.error.len() < 300,
+        "{}",
+        letter.error
+    );
+
+    let long_input = format!("long.{}", "t.".repeat(1500)) + "end";
+    let mut dead = subscribe(&client, "dlq.long.>").await;
+    client
+        .publish(long_input.clone(), "boom".into())
+        .await
+        .expect("publish to a long subject");
+    let letter = next_dead_letter(&mut dead, "the long input's dead letter", &host).await;
+    assert_eq!(letter.original_subject, long_input);
+    let subject = letter.message.subject.as_str();
+    assert!(
+        subject.len() <= 1024 && subject.starts_with("dlq.long.t.t."),
+        "dead letter of a {}-byte subject went to a {}-byte one: {}…",
+        long_input.len(),
+        subject.len(),
+        &subject[..subject.len().min(80)]
+    );
+    // The connection is up: echo answers, and nothing was reconnected.
+    evhost_tests::echo_roundtrip(&client, &host, "still here").await;
+    assert_eq!(
+        host.count_logs("disconnected from NATS; reconnecting", None),
+        0,
+        "{}",
+        host.log_report()
+    );
+}
+
+/// An input's `Nats-*` headers would steer the dead-letter stream:
+/// `Nats-Expected-Stream` made it refuse the letter, and a `Nats-Msg-Id`
+/// made it drop a second plugin's letter of the same input as a duplicate.
+/// Inside a dead letter they are kept as `Evhost-Kept-Nats-*`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inputs_control_headers_do_not_stop_its_dead_letters() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut dlq = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "DLQ".into(),
+            subjects: vec!["dlq.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create the DLQ stream");
+    let dir = PluginDir::new();
+    dir.add_with_manifest("panicker", "subjects = [\"t.ctl\"]\n");
+    dir.add_with_manifest(
+        "flaky",
+        "subjects = [\"t.ctl\"]\n[config]\nalways = true\n[delivery]\nmax_attempts = 1\n",
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.t.ctl").await;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Expected-Stream", "ELSEWHERE");
+    headers.insert("Nats-Msg-Id", "order-7");
+    client
+        .publish_with_headers("t.ctl", headers, "x".into())
+        .await
+        .expect("publish");
+    for _ in 0..2 {
+        next_dead_letter(&mut dead, "a dead letter of t.ctl", &host).await;
+    }
+    // Both letters are stored, each with the input's headers kept.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stored = dlq.info().await.expect("DLQ stream info").state.messages;
+        if stored == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{stored} letter(s) stored in the DLQ stream, not 2\n{}",
+            host.log_report()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for seq in 1..=2 {
+        let raw = dlq.get_raw_message(seq).await.expect("read a letter");
+        let kept = raw
+            .headers
+            .get("Evhost-Kept-Nats-Expected-Stream")
+            .map(|v| v.as_str().to_string());
+        assert_eq!(kept.as_deref(), Some("ELSEWHERE"), "letter {seq}");
+        assert!(raw.headers.get("Nats-Expected-Stream").is_none());
+        assert_eq!(
+            raw.headers
+                .get("Evhost-Kept-Nats-Msg-Id")
+                .map(|v| v.as_str()),
+            Some("order-7")
+        );
+    }
+}
+
+/// A failing payload just under the server's `max_payload` has no room for
+/// the `Evhost-*` headers: its dead letter was retried and then logged as
+/// lost. Now it is cut to fit and says how long the original was.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_dead_letter_is_cut_to_fit_and_says_so() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let max = client.server_info().max_payload;
+    let dir = PluginDir::new();
+    dir.add("panicker");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.test.panic").await;
+    let payload: Vec<u8> = (0..max - 100).map(|i| b'a' + (i % 26) as u8).collect();
+    client
+        .publish("test.panic", payload.clone().into())
+        .await
+        .expect("publish");
+    let letter = next_dead_letter(&mut dead, "the oversized payload's dead letter", &host).await;
+    assert_eq!(letter.kind, "trap");
+    assert_eq!(
+        evhost_tests::header(&letter.message, "Evhost-Payload-Truncated").as_deref(),
+        Some((max - 100).to_string().as_str())
+    );
+    let body = letter.message.payload.as_ref();
+    assert!(body.len() > max / 2, "{} bytes kept", body.len());
+    assert_eq!(body, &payload[..body.len()], "the leading bytes, unchanged");
+    assert_eq!(host.count_logs("dead letter lost: NATS refused it ten times", None), 0);
+}
+
+/// A plugin may not write into dead-letter subjects: its output would pass
+/// for a dead letter of the host's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_cannot_publish_under_its_dead_letter_prefix() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "bigout",
+        "[config]\ncount = 1\nsubject = \"dlq.orders.order.created\"\n",
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut forged = subscribe(&client, "dlq.orders.>").await;
+    let mut dead = subscribe(&client, "dlq.test.bigout").await;
+    client
+        .publish("test.bigout", "many".into())
+        .await
+        .expect("publish");
+    let letter = next_dead_letter(&mut dead, "the refused output's dead letter", &host).await;
+    assert_eq!(letter.kind, "invalid-output", "{}", letter.error);
+    assert!(letter.error.contains("dead-letter prefix"), "{}", letter.error);
+    assert!(pending_message(&mut forged).is_none(), "nothing was published there");
+}
