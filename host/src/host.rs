@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::bus;
 use crate::lane::cores;
 use crate::metrics::Metrics;
+use crate::nats_connection::NatsConnection;
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::shard::Shards;
@@ -28,8 +29,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HostOptions {
     /// The plugin directory.
     pub plugins: PathBuf,
-    /// The NATS server, such as `nats://127.0.0.1:4222`.
-    pub nats_url: String,
+    /// The NATS servers, credentials and TLS files.
+    pub nats: NatsConnection,
     /// How long shutdown waits for messages in flight.
     pub drain_timeout: Duration,
     /// Keep compiled plugins in wasmtime's on-disk cache.
@@ -62,8 +63,8 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
             let _ = metrics_stopped.await;
         }));
     }
-    let client = bus::connect(&options.nats_url, "evhost").await?;
-    let shards = Arc::new(Shards::start(&options.nats_url, cores()).await?);
+    let client = bus::connect(&options.nats, "evhost").await?;
+    let shards = Arc::new(Shards::start(&options.nats, cores()).await?);
     // Watch before the first scan, so a file written in between is not missed.
     let mut watcher = DirWatcher::start(&dir)?;
     let mut registry = Registry::new(
@@ -83,7 +84,7 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     for name in names {
         registry.sync(&name).await;
     }
-    tracing::info!(plugins = registry.len(), nats = %options.nats_url, dir = %dir.display(), "host ready");
+    tracing::info!(plugins = registry.len(), nats = %options.nats.servers, dir = %dir.display(), "host ready");
 
     let mut settling = Settling::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50));

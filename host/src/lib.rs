@@ -34,6 +34,8 @@ pub mod log_limit;
 pub mod logging;
 pub mod merge;
 pub mod metrics;
+pub mod nats_args;
+pub mod nats_connection;
 pub mod outbound_http;
 pub mod outcome;
 pub mod plugin;
