@@ -69,24 +69,25 @@ pub fn connect_failure(
     let lower = text.to_ascii_lowercase();
     let hint = if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
         " (the server does not speak TLS there: use nats:// instead of tls://)".to_string()
+    } else if lower.contains("peer certificate") || lower.contains("unknownissuer") {
+        match &nats.tls.ca {
+            Some(ca) => format!(
+                " (the server's certificate is not trusted by the CA in {} (--tlsca, NATS_CA), or is not for this host)",
+                ca.display()
+            ),
+            None => " (the server's certificate is not trusted by the system's roots: give its CA with --tlsca or NATS_CA)".to_string(),
+        }
     } else if lower.contains("refused") {
         " (is a NATS server running there? start one, or use `evhost dev`)".to_string()
     } else {
         match kind {
-            K::TimedOut => " (no answer within 5 s: check the address and any firewall)".to_string(),
+            K::TimedOut => {
+                " (no answer within 5 s: check the address and any firewall)".to_string()
+            }
             K::Dns => " (the host name does not resolve)".to_string(),
             K::ServerParse => " (a URL looks like nats://HOST:PORT)".to_string(),
             K::Authentication | K::AuthorizationViolation => {
                 format!(" (the server refused {})", nats.credentials.describe())
-            }
-            K::Tls if lower.contains("certificate") || lower.contains("unknownissuer") => {
-                match &nats.tls.ca {
-                    Some(ca) => format!(
-                        " (the server's certificate is not trusted by the CA in {} (--tlsca, NATS_CA), or is not for this host)",
-                        ca.display()
-                    ),
-                    None => " (the server's certificate is not trusted by the system's roots: give its CA with --tlsca or NATS_CA)".to_string(),
-                }
             }
             K::Tls => " (check the TLS files: --tlsca, --tlscert, --tlskey)".to_string(),
             _ => String::new(),
