@@ -10,6 +10,7 @@ use async_nats::{Client, HeaderMap, Subscriber};
 use bytes::Bytes;
 
 use crate::merge::Merged;
+use crate::nats_connection::{NatsConnection, redact};
 use crate::runtime::{MessageRef, Outgoing};
 
 /// Headers copied from an input onto its outputs when the output has none of
@@ -20,17 +21,14 @@ pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 /// slow consumer and drops. Core NATS has no flow control: this bounds memory.
 pub const SUBSCRIPTION_CAPACITY: usize = 8192;
 
-/// Connects to `url` as `name` (the connection name the server shows). An
-/// unreachable server is an error at once, not a retry loop; once connected,
-/// the client reconnects by itself.
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
-    if url.trim().is_empty() {
-        anyhow::bail!(
-            "the NATS URL is empty: give one such as nats://127.0.0.1:4222 (--nats or NATS_URL)"
-        );
-    }
+/// Connects to one of `nats`'s servers as `name` (the connection name the
+/// server shows), with its credentials and TLS files. No server reachable,
+/// refused credentials or an untrusted certificate are an error at once, not
+/// a retry loop; once connected, the client reconnects by itself (to any
+/// server of the list or of the cluster).
+pub async fn connect(nats: &NatsConnection, name: &str) -> anyhow::Result<Client> {
     let connection: std::sync::Arc<str> = name.into();
-    async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .subscription_capacity(SUBSCRIPTION_CAPACITY)
@@ -46,37 +44,57 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
                         subscription = sid,
                         "slow consumer: NATS messages dropped because a plugin cannot keep up (use JetStream for lossless delivery)"
                     ),
-                    other => tracing::info!(%connection, event = %other, "NATS event"),
+                    other => tracing::info!(%connection, event = %redact(&other.to_string()), "NATS event"),
                 }
             }
-        })
-        .connect(url)
+        });
+    nats.apply(options)?
+        .connect(nats.servers.addrs())
         .await
         .map_err(|err| {
             let kind = err.kind();
-            anyhow::anyhow!(connect_failure(url, kind, &err.to_string()))
+            anyhow::anyhow!(connect_failure(nats, kind, &err.to_string()))
         })
 }
 
-/// One line saying why connecting to `url` failed and what to try. The
-/// client's own text already carries its cause, so it is said once.
-pub fn connect_failure(url: &str, kind: async_nats::ConnectErrorKind, text: &str) -> String {
+/// One line saying why connecting to `nats` failed and what to try. The
+/// client's own text already carries its cause, so it is said once. No
+/// secret is in it.
+pub fn connect_failure(
+    nats: &NatsConnection,
+    kind: async_nats::ConnectErrorKind,
+    text: &str,
+) -> String {
     use async_nats::ConnectErrorKind as K;
     let lower = text.to_ascii_lowercase();
     let hint = if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
-        " (the server does not speak TLS there: use nats:// instead of tls://)"
+        " (the server does not speak TLS there: use nats:// instead of tls://)".to_string()
+    } else if lower.contains("peer certificate") || lower.contains("unknownissuer") {
+        match &nats.tls.ca {
+            Some(ca) => format!(
+                " (the server's certificate is not trusted by the CA in {} (--tlsca, NATS_CA), or is not for this host)",
+                ca.display()
+            ),
+            None => " (the server's certificate is not trusted by the system's roots: give its CA with --tlsca or NATS_CA)".to_string(),
+        }
     } else if lower.contains("refused") {
-        " (is a NATS server running there? start one, or use `evhost dev`)"
+        " (is a NATS server running there? start one, or use `evhost dev`)".to_string()
     } else {
         match kind {
-            K::TimedOut => " (no answer within 5 s: check the address and any firewall)",
-            K::Dns => " (the host name does not resolve)",
-            K::ServerParse => " (a URL looks like nats://HOST:PORT)",
-            K::Authentication | K::AuthorizationViolation => " (check the credentials)",
-            _ => "",
+            K::TimedOut => {
+                " (no answer within 5 s: check the address and any firewall)".to_string()
+            }
+            K::Dns => " (the host name does not resolve)".to_string(),
+            K::ServerParse => " (a URL looks like nats://HOST:PORT)".to_string(),
+            K::Authentication | K::AuthorizationViolation => {
+                format!(" (the server refused {})", nats.credentials.describe())
+            }
+            K::Tls => " (check the TLS files: --tlsca, --tlscert, --tlskey)".to_string(),
+            _ => String::new(),
         }
     };
-    format!("cannot connect to NATS at {url}: {text}{hint}")
+    let text = redact(text);
+    format!("cannot connect to NATS at {}: {text}{hint}", nats.servers)
 }
 
 /// All subscriptions of one lane, read as one stream.
@@ -190,7 +208,8 @@ mod connect_tests {
 
     #[test]
     fn failures_say_what_to_try() {
-        let refused = connect_failure("nats://h:1", K::Io, "Connection refused (os error 111)");
+        let nats = NatsConnection::plain("nats://h:1").unwrap();
+        let refused = connect_failure(&nats, K::Io, "Connection refused (os error 111)");
         assert!(refused.ends_with("or use `evhost dev`)"), "{refused}");
         assert_eq!(
             refused.matches("Connection refused").count(),
@@ -198,11 +217,32 @@ mod connect_tests {
             "{refused}"
         );
         let tls = connect_failure(
-            "tls://h:1",
+            &NatsConnection::plain("tls://h:1").unwrap(),
             K::Tls,
             "received corrupt message of type InvalidContentType",
         );
         assert!(tls.contains("use nats:// instead of tls://"), "{tls}");
+    }
+
+    #[test]
+    fn refused_credentials_are_named_without_the_secret() {
+        let nats = NatsConnection::plain("nats://evhost:hunter2@h:1,nats://h:2").unwrap();
+        let text = connect_failure(
+            &nats,
+            K::AuthorizationViolation,
+            "authorization violation: Authorization Violation",
+        );
+        assert_eq!(
+            text,
+            "cannot connect to NATS at nats://h:1,nats://h:2: authorization violation: \
+             Authorization Violation (the server refused user \"evhost\" and its password \
+             (--user/--password, NATS_USER/NATS_PASSWORD, or the URL))"
+        );
+        let untrusted = connect_failure(&nats, K::Tls, "invalid peer certificate: UnknownIssuer");
+        assert!(
+            untrusted.contains("give its CA with --tlsca"),
+            "{untrusted}"
+        );
     }
 }
 

@@ -12,8 +12,11 @@ use anyhow::Context as _;
 use tokio::sync::oneshot;
 
 use crate::bus;
+use crate::health::Readiness;
 use crate::lane::cores;
+use crate::listener::Endpoints;
 use crate::metrics::Metrics;
+use crate::nats_connection::NatsConnection;
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::shard::Shards;
@@ -28,8 +31,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HostOptions {
     /// The plugin directory.
     pub plugins: PathBuf,
-    /// The NATS server, such as `nats://127.0.0.1:4222`.
-    pub nats_url: String,
+    /// The NATS servers, credentials and TLS files.
+    pub nats: NatsConnection,
     /// How long shutdown waits for messages in flight.
     pub drain_timeout: Duration,
     /// Keep compiled plugins in wasmtime's on-disk cache.
@@ -54,16 +57,25 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
         compile_cache: options.compile_cache,
     })?;
     let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
     let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
     if let Some(addr) = &options.metrics {
-        let listener = crate::metrics::bind(addr).await?;
-        tracing::info!(addr = %listener.local_addr().context("metrics address")?, "serving metrics at /metrics");
-        tokio::spawn(crate::metrics::serve(listener, metrics.clone(), async {
+        let listener = crate::listener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr().context("metrics address")?, "serving /metrics, /healthz and /readyz");
+        let endpoints = Endpoints {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+        };
+        tokio::spawn(crate::listener::serve(listener, endpoints, async {
             let _ = metrics_stopped.await;
         }));
     }
-    let client = bus::connect(&options.nats_url, "evhost").await?;
-    let shards = Arc::new(Shards::start(&options.nats_url, cores()).await?);
+    let client = bus::connect(&options.nats, "evhost").await?;
+    let shards = Arc::new(Shards::start(&options.nats, cores()).await?);
+    readiness.watch(client.clone());
+    for shard_client in shards.clients() {
+        readiness.watch(shard_client.clone());
+    }
     // Watch before the first scan, so a file written in between is not missed.
     let mut watcher = DirWatcher::start(&dir)?;
     let mut registry = Registry::new(
@@ -83,7 +95,8 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     for name in names {
         registry.sync(&name).await;
     }
-    tracing::info!(plugins = registry.len(), nats = %options.nats_url, dir = %dir.display(), "host ready");
+    readiness.loaded();
+    tracing::info!(plugins = registry.len(), nats = %options.nats.servers, dir = %dir.display(), "host ready");
 
     let mut settling = Settling::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -101,6 +114,7 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
         }
     }
 
+    readiness.draining();
     tracing::info!(
         plugins = registry.len(),
         "shutting down: finishing messages in flight"

@@ -41,8 +41,8 @@ pub struct Invocation {
     pub config: Vec<(String, String)>,
     /// The delivery number the handler sees.
     pub attempt: u32,
-    /// A NATS server for the plugin's key-value buckets; none: in memory.
-    pub nats: Option<String>,
+    /// NATS for the plugin's key-value buckets; none: in memory.
+    pub nats: Option<crate::nats_connection::NatsConnection>,
 }
 
 /// Loads a plugin from its files the way the host does; `config` entries
@@ -108,7 +108,7 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         inv.subject
     );
     let kv = match &inv.nats {
-        Some(url) => Backend::nats(crate::bus::connect(url, "evhost invoke").await?),
+        Some(nats) => Backend::nats(crate::bus::connect(nats, "evhost invoke").await?),
         None => Backend::Memory(MemoryBuckets::default()),
     };
     let plugin = load(&inv.wasm, inv.manifest.as_deref(), &inv.config, &kv).await?;

@@ -10,6 +10,8 @@ use evhost::dlq;
 use evhost::host::{self, HostOptions};
 use evhost::invoke::{self, Invocation};
 use evhost::logging::{self, LogFormat};
+use evhost::nats_args::{NatsArgs, NatsAuthArgs};
+use evhost::nats_connection::NatsConnection;
 use evhost::signals::StopSignals;
 
 /// mimalloc: the host allocates and frees small buffers for every message
@@ -36,16 +38,16 @@ enum Command {
         /// Directory of NAME.wasm plugins and their NAME.toml manifests.
         #[arg(long, value_name = "DIR")]
         plugins: PathBuf,
-        /// The NATS server.
-        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-        nats: String,
+        #[command(flatten)]
+        nats: NatsArgs,
         /// How long shutdown waits for messages in flight.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         drain_timeout: Duration,
         /// Do not keep compiled plugins in the on-disk cache.
         #[arg(long)]
         no_compile_cache: bool,
-        /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464.
+        /// Serve Prometheus metrics at http://ADDR/metrics, and the health
+        /// probes /healthz and /readyz, e.g. 127.0.0.1:9464.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
     },
@@ -84,10 +86,12 @@ enum Command {
         /// The delivery number the handler sees.
         #[arg(long, default_value_t = 1)]
         attempt: u32,
-        /// Keep the plugin's key-value buckets on this NATS server (default:
-        /// in memory, for this one call).
-        #[arg(long, value_name = "URL")]
+        /// Keep the plugin's key-value buckets on these NATS servers
+        /// (default: in memory, for this one call).
+        #[arg(long, value_name = "URL[,URL...]")]
         nats: Option<String>,
+        #[command(flatten)]
+        nats_auth: NatsAuthArgs,
     },
     /// List or replay dead letters.
     Dlq {
@@ -126,9 +130,8 @@ struct DlqArgs {
     /// Stop after this long without a dead letter.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     wait: Duration,
-    /// The NATS server.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
 }
 
 fn main() -> ExitCode {
@@ -196,7 +199,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
         } => {
             let options = HostOptions {
                 plugins,
-                nats_url: nats,
+                nats: nats.connection()?,
                 drain_timeout,
                 compile_cache: !no_compile_cache,
                 metrics,
@@ -223,7 +226,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             );
             let options = HostOptions {
                 plugins,
-                nats_url: server.url.clone(),
+                nats: NatsConnection::plain(&server.url)?,
                 drain_timeout,
                 compile_cache: true,
                 metrics: None,
@@ -253,7 +256,12 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             manifest,
             attempt,
             nats,
+            nats_auth,
         } => {
+            let nats = match nats {
+                Some(servers) => Some(nats_auth.connection(&servers)?),
+                None => None,
+            };
             invoke::invoke(Invocation {
                 wasm,
                 manifest,
@@ -271,7 +279,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 DlqAction::List(args) => (args, false),
                 DlqAction::Replay(args) => (args, true),
             };
-            let client = evhost::bus::connect(&args.nats, "evhost dlq").await?;
+            let client = evhost::bus::connect(&args.nats.connection()?, "evhost dlq").await?;
             let source = dlq::Source {
                 subject: args.subject,
                 stream: args.stream,

@@ -1,18 +1,12 @@
-//! Per-plugin counters of what happened to each message, and the Prometheus
-//! text endpoint (`evhost run --metrics ADDR`, `GET /metrics`) that exposes
-//! them. Counting is a relaxed atomic add: nothing on the hot path allocates
+//! Per-plugin counters of what happened to each message, and their
+//! Prometheus text (served at `/metrics` by [`crate::listener`]). Counting is a relaxed atomic add: nothing on the hot path allocates
 //! or locks. A plugin's counters outlive its versions, so a reload does not
 //! reset them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-use anyhow::Context as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::outcome::DeadLetterKind;
 
@@ -135,85 +129,6 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Binds the metrics endpoint at `addr`.
-pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {addr}"))
-}
-
-/// Answers `GET /metrics` on `listener` until `shutdown` resolves; any other
-/// path gets a 404.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let metrics = metrics.clone();
-                    tokio::spawn(async move {
-                        if let Err(err) = answer(stream, &metrics).await {
-                            tracing::debug!(error = %err, "metrics request failed");
-                        }
-                    });
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot accept a metrics connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-}
-
-/// Reads one request's head and writes one response, then closes.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .map_err(|_| std::io::ErrorKind::TimedOut)??;
-        if n == 0 || head.len() > 16 * 1024 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let (status, body) = match route(&head) {
-        Route::Metrics => ("200 OK", metrics.render()),
-        Route::NotFound => ("404 Not Found", "not found: try GET /metrics\n".to_string()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-#[derive(Debug, PartialEq)]
-enum Route {
-    Metrics,
-    NotFound,
-}
-
-/// Which answer a request head gets.
-fn route(head: &[u8]) -> Route {
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|b| *b == b' ');
-    let (method, path) = (parts.next(), parts.next());
-    let path = path.map(|p| p.split(|b| *b == b'?').next().unwrap_or(p));
-    match (method, path) {
-        (Some(b"GET"), Some(b"/metrics")) => Route::Metrics,
-        _ => Route::NotFound,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,14 +159,5 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
-
-    #[test]
-    fn only_get_metrics_is_served() {
-        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n"), Route::Metrics);
-        assert_eq!(route(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n"), Route::Metrics);
-        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(route(b""), Route::NotFound);
     }
 }

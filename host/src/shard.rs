@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::bus;
+use crate::nats_connection::NatsConnection;
 
 thread_local! {
     /// The index of the shard whose thread this is; `None` off the shards.
@@ -46,11 +47,11 @@ pub struct Shard {
 }
 
 impl Shards {
-    /// Starts `count` shards (at least one), each connected to `url`.
-    pub async fn start(url: &str, count: usize) -> anyhow::Result<Shards> {
+    /// Starts `count` shards (at least one), each connected to `nats`.
+    pub async fn start(nats: &NatsConnection, count: usize) -> anyhow::Result<Shards> {
         let mut shards = Vec::with_capacity(count.max(1));
         for i in 0..count.max(1) {
-            shards.push(Shard::start(url, i).await?);
+            shards.push(Shard::start(nats, i).await?);
         }
         Ok(Shards {
             shards,
@@ -67,6 +68,11 @@ impl Shards {
         dealt(start, lanes, self.shards.len())
             .map(|i| &self.shards[i])
             .collect()
+    }
+
+    /// Every shard's connection.
+    pub fn clients(&self) -> impl Iterator<Item = &Client> {
+        self.shards.iter().map(|s| &s.client)
     }
 
     /// Flushes what every shard has queued for NATS (the last outputs), then
@@ -99,10 +105,10 @@ impl Shards {
 
 impl Shard {
     /// Starts shard `index`'s thread and connects it; returns once connected.
-    async fn start(url: &str, index: usize) -> anyhow::Result<Shard> {
+    async fn start(nats: &NatsConnection, index: usize) -> anyhow::Result<Shard> {
         let (started, connected) = oneshot::channel::<anyhow::Result<(Client, Handle)>>();
         let (stop, stopped) = oneshot::channel::<()>();
-        let url = url.to_string();
+        let nats = nats.clone();
         let thread = std::thread::Builder::new()
             .name(format!("evhost-shard-{index}"))
             .spawn(move || {
@@ -120,7 +126,7 @@ impl Shard {
                 runtime.block_on(async move {
                     // Connected from inside the shard, so the connection's
                     // task runs on the shard's thread.
-                    match bus::connect(&url, &format!("evhost shard {index}")).await {
+                    match bus::connect(&nats, &format!("evhost shard {index}")).await {
                         Ok(client) => {
                             let _ = started.send(Ok((client, Handle::current())));
                             // Runs the shard's lanes until the stop sender

@@ -9,6 +9,7 @@
 //! Waits take an upper bound ([`WAIT`]) and fail with what was awaited and the
 //! host's captured log; nothing here asserts how fast anything is.
 
+pub mod certs;
 pub mod provider;
 
 use std::io::{BufRead, BufReader, Read};
@@ -123,11 +124,24 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Configuration added to the server's config file, if it runs with one.
+    config: Option<String>,
 }
 
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// Starts a server with a config file: `listen` on a free loopback port
+    /// and `jetstream` with its own store, then `config` (users, TLS, ...).
+    /// Waits until it accepts TCP connections.
+    pub fn start_with_config(config: &str) -> Self {
+        Self::start_inner(Some(config.to_string()))
+    }
+
+    fn start_inner(config: Option<String>) -> Self {
         let mut dir = tempfile::tempdir().expect("create a folder for nats-server");
         let mut last_log = String::new();
         // A port found free can be taken before the server binds it: retry.
@@ -136,6 +150,7 @@ impl NatsServer {
                 child: None,
                 port: free_port(),
                 dir,
+                config: config.clone(),
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -162,14 +177,29 @@ impl NatsServer {
     fn spawn(&mut self) -> Result<(), String> {
         let store = self.dir.path().join("store");
         let log = std::fs::File::create(self.log_path()).expect("create nats-server.log");
-        let child = Command::new(nats_server_bin())
-            .arg("-a")
-            .arg("127.0.0.1")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-js")
-            .arg("-sd")
-            .arg(&store)
+        let mut command = Command::new(nats_server_bin());
+        match &self.config {
+            Some(config) => {
+                let file = self.dir.path().join("nats-server.conf");
+                let text = format!(
+                    "listen: \"127.0.0.1:{}\"\njetstream {{ store_dir: {:?} }}\n{config}\n",
+                    self.port, store
+                );
+                std::fs::write(&file, text).expect("write nats-server.conf");
+                command.arg("-c").arg(file);
+            }
+            None => {
+                command
+                    .arg("-a")
+                    .arg("127.0.0.1")
+                    .arg("-p")
+                    .arg(self.port.to_string())
+                    .arg("-js")
+                    .arg("-sd")
+                    .arg(&store);
+            }
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone a file handle"))
             .stderr(log)
@@ -314,6 +344,8 @@ pub struct HostOptions {
     pub log_level: String,
     /// Arguments added after the standard ones.
     pub args: Vec<String>,
+    /// Environment variables set for the host.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for HostOptions {
@@ -321,6 +353,7 @@ impl Default for HostOptions {
         HostOptions {
             log_level: "info".to_string(),
             args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -358,6 +391,7 @@ impl Host {
             .arg("--log-format")
             .arg("json")
             .args(&options.args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .env("EVHOST_LOG", &options.log_level)
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LOG")

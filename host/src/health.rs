@@ -1,0 +1,102 @@
+//! Whether the host is ready to take messages, as `/readyz` reports it:
+//! connected to NATS (every connection: the main one and each shard's),
+//! every plugin in the folder loaded or reported as failed with its
+//! consumers bound, and not draining.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_nats::Client;
+use async_nats::connection::State;
+
+/// What the host has got to; shared with the HTTP listener.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    clients: Mutex<Vec<Client>>,
+    loaded: AtomicBool,
+    draining: AtomicBool,
+}
+
+/// Why the host is not ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// Stopping: finishing messages in flight.
+    #[error("draining: the host is stopping")]
+    Draining,
+    /// Not connected yet, or a connection is lost (and being re-established).
+    #[error("not connected to NATS")]
+    Disconnected,
+    /// The plugins of the folder are still being loaded.
+    #[error("loading plugins")]
+    Loading,
+}
+
+impl Readiness {
+    /// Counts `client` among the connections that must be up.
+    pub fn watch(&self, client: Client) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(client);
+    }
+
+    /// Every plugin of the folder has been loaded (and its consumers bound)
+    /// or reported as failed.
+    pub fn loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// The host has begun to stop.
+    pub fn draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Ready, or why not.
+    pub fn check(&self) -> Result<(), NotReady> {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let connected = !clients.is_empty()
+            && clients
+                .iter()
+                .all(|c| c.connection_state() == State::Connected);
+        verdict(
+            self.draining.load(Ordering::Acquire),
+            connected,
+            self.loaded.load(Ordering::Acquire),
+        )
+    }
+}
+
+/// Ready when not draining, connected, and loaded; otherwise the first of
+/// these that fails, in that order.
+fn verdict(draining: bool, connected: bool, loaded: bool) -> Result<(), NotReady> {
+    if draining {
+        Err(NotReady::Draining)
+    } else if !connected {
+        Err(NotReady::Disconnected)
+    } else if !loaded {
+        Err(NotReady::Loading)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_connected_loaded_and_not_draining() {
+        assert_eq!(verdict(false, true, true), Ok(()));
+        assert_eq!(verdict(false, true, false), Err(NotReady::Loading));
+        assert_eq!(verdict(false, false, true), Err(NotReady::Disconnected));
+        assert_eq!(verdict(true, true, true), Err(NotReady::Draining));
+        assert_eq!(verdict(true, false, false), Err(NotReady::Draining));
+    }
+
+    #[test]
+    fn nothing_watched_is_not_connected() {
+        let readiness = Readiness::default();
+        readiness.loaded();
+        assert_eq!(readiness.check(), Err(NotReady::Disconnected));
+    }
+}
