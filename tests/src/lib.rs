@@ -10,6 +10,7 @@
 //! host's captured log; nothing here asserts how fast anything is.
 
 pub mod provider;
+pub mod python;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
