@@ -11,6 +11,7 @@
 
 pub mod certs;
 pub mod provider;
+pub mod python;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
