@@ -13,8 +13,10 @@
 pub mod backoff;
 pub mod bus;
 pub mod capabilities;
+pub mod cli_args;
 pub mod config;
 pub mod consumers;
+pub mod dead_letter_stream;
 pub mod deadletter;
 pub mod dedup;
 pub mod dev;
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod outbound_http;
 pub mod outcome;
 pub mod plugin;
+pub mod publish;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;
