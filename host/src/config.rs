@@ -131,9 +131,9 @@ pub struct DeliverySection {
     pub dedup_bucket: Option<String>,
     /// JetStream: how long a handled id is remembered (default `"24h"`).
     pub dedup_ttl: Option<String>,
-    /// JetStream: a stream that should capture dead letters.
+    /// A stream that should capture dead letters (either mode).
     pub dead_letter_stream: Option<String>,
-    /// JetStream: create `dead_letter_stream` if missing, capturing `<prefix>>`.
+    /// Create `dead_letter_stream` if missing, capturing `<prefix>>`.
     pub create_dead_letter_stream: Option<bool>,
 }
 
@@ -233,6 +233,9 @@ pub struct PluginSettings {
     pub backoff: Backoff,
     /// Prefix of dead-letter subjects.
     pub dead_letter_prefix: String,
+    /// A stream that keeps the dead letters (capturing `<prefix>>`), and
+    /// whether to create it; in either mode.
+    pub dead_letter_stream: Option<(String, bool)>,
     /// Allow-list of output subject patterns, if any.
     pub publish_allow: Option<Vec<String>>,
     /// JetStream delivery, when `mode = "jetstream"`.
@@ -361,6 +364,7 @@ impl Manifest {
             })
             .collect::<Result<_, _>>()?;
 
+        let dead_letter_stream = resolve_dead_letter_stream(d)?;
         let jetstream = self.resolve_jetstream(name)?;
         let capabilities =
             crate::capabilities::resolve(&self.capabilities, l).map_err(ManifestError::Invalid)?;
@@ -379,6 +383,7 @@ impl Manifest {
             max_attempts,
             backoff,
             dead_letter_prefix,
+            dead_letter_stream,
             publish_allow: self.publish.allow.clone(),
             jetstream,
             capabilities,
@@ -400,11 +405,6 @@ impl Manifest {
                 ("dedup", d.dedup.is_some()),
                 ("dedup_bucket", d.dedup_bucket.is_some()),
                 ("dedup_ttl", d.dedup_ttl.is_some()),
-                ("dead_letter_stream", d.dead_letter_stream.is_some()),
-                (
-                    "create_dead_letter_stream",
-                    d.create_dead_letter_stream.is_some(),
-                ),
             ];
             if let Some((key, _)) = js_only.iter().find(|(_, set)| *set) {
                 return invalid(format!(
@@ -415,11 +415,6 @@ impl Manifest {
         }
         let Some(stream) = d.stream.clone() else {
             return invalid("delivery.mode = \"jetstream\" needs delivery.stream".into());
-        };
-        let valid_name = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
         if !valid_name(&stream) {
             return invalid(format!(
@@ -499,23 +494,7 @@ impl Manifest {
             Some(s) => parse_duration("delivery.dedup_ttl", s)?,
             None => Duration::from_secs(24 * 3600),
         };
-        let dead_letter_stream = match (
-            &d.dead_letter_stream,
-            d.create_dead_letter_stream.unwrap_or(false),
-        ) {
-            (Some(s), create) if valid_name(s) => Some((s.clone(), create)),
-            (Some(s), _) => {
-                return invalid(format!(
-                    "delivery.dead_letter_stream {s:?} is not a valid stream name"
-                ));
-            }
-            (None, true) => {
-                return invalid(
-                    "delivery.create_dead_letter_stream needs delivery.dead_letter_stream".into(),
-                );
-            }
-            (None, false) => None,
-        };
+        let dead_letter_stream = resolve_dead_letter_stream(d)?;
         Ok(Some(JetStreamSettings {
             stream,
             durable,
@@ -528,6 +507,32 @@ impl Manifest {
             dedup_ttl,
             dead_letter_stream,
         }))
+    }
+}
+
+/// A stream, consumer or bucket name: letters, digits, `-` and `_`.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `dead_letter_stream` and `create_dead_letter_stream`, in either mode.
+fn resolve_dead_letter_stream(
+    d: &DeliverySection,
+) -> Result<Option<(String, bool)>, ManifestError> {
+    match (
+        &d.dead_letter_stream,
+        d.create_dead_letter_stream.unwrap_or(false),
+    ) {
+        (Some(s), create) if valid_name(s) => Ok(Some((s.clone(), create))),
+        (Some(s), _) => Err(ManifestError::Invalid(format!(
+            "delivery.dead_letter_stream {s:?} is not a valid stream name"
+        ))),
+        (None, true) => Err(ManifestError::Invalid(
+            "delivery.create_dead_letter_stream needs delivery.dead_letter_stream".into(),
+        )),
+        (None, false) => Ok(None),
     }
 }
 
@@ -663,6 +668,31 @@ allow = ["payments.>"]
         .resolve("p")
         .unwrap_err();
         assert!(err.to_string().contains("stream_subjects"), "{err}");
+    }
+
+    #[test]
+    fn core_mode_may_name_a_dead_letter_stream() {
+        let s = Manifest::parse(
+            "[delivery]\ndead_letter_stream = \"DLQ\"\ncreate_dead_letter_stream = true\n",
+        )
+        .unwrap()
+        .resolve("p")
+        .unwrap();
+        assert!(s.jetstream.is_none());
+        assert_eq!(s.dead_letter_stream, Some(("DLQ".to_string(), true)));
+        for (text, needle) in [
+            (
+                "[delivery]\ncreate_dead_letter_stream = true",
+                "needs delivery.dead_letter_stream",
+            ),
+            (
+                "[delivery]\ndead_letter_stream = \"D.Q\"",
+                "not a valid stream name",
+            ),
+        ] {
+            let err = Manifest::parse(text).unwrap().resolve("p").unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

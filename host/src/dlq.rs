@@ -1,7 +1,13 @@
-//! `evhost dlq list` and `evhost dlq replay`: read dead letters from a
-//! subject (core NATS, as they arrive) or from a stream that captured them,
-//! show them, or republish each to its original subject with the `Evhost-*`
-//! headers dropped and the original headers kept.
+//! `evhost dlq list` and `evhost dlq replay`: read dead letters from the
+//! stream that keeps them (the one named, else the one that captures their
+//! subjects) or, when none does, live from their subject; show them (as text
+//! or JSON, with or without payloads), or republish each to its original
+//! subject with the `Evhost-*` headers dropped and the original headers kept.
+//!
+//! A dead letter is untrusted: anyone who may publish to `dlq.>` can plant
+//! one. Replay therefore publishes only where the publish rules allow (never
+//! a `$` or `_INBOX.` subject) and only letters found on the dead-letter
+//! prefix plus the subject they claim to come from.
 
 use std::time::Duration;
 
@@ -9,19 +15,26 @@ use anyhow::Context as _;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream};
 use async_nats::{Client, HeaderMap};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::deadletter;
 use crate::jetstream::{Captures, publish_durably};
+use crate::subject::{PublishDenied, check_publish};
 
 /// What to read dead letters from.
 #[derive(Debug, Clone)]
 pub struct Source {
     /// Subject filter, such as `dlq.>`.
     pub subject: String,
+    /// The dead-letter prefix of the plugins that wrote them (`dlq.`): a
+    /// letter is replayed only from `<prefix><its original subject>`.
+    pub prefix: String,
     /// A stream that captured the dead letters; read from its start. Without
-    /// it, dead letters are read live from the subject.
+    /// it, the stream that captures `subject` is read, or, when none does,
+    /// dead letters are read live from the subject.
     pub stream: Option<String>,
     /// Stop after this many.
     pub limit: Option<usize>,
@@ -66,6 +79,102 @@ impl Letter {
             error = self.get(deadletter::ERROR),
         )
     }
+
+    /// The payload as text, or `base64:` and its bytes in base64 when it is
+    /// not UTF-8.
+    pub fn payload_text(&self) -> String {
+        match std::str::from_utf8(&self.payload) {
+            Ok(text) => text.to_string(),
+            Err(_) => format!("base64:{}", BASE64.encode(&self.payload)),
+        }
+    }
+
+    /// The letter as JSON: where it was, why it died, every header and the
+    /// payload (`payload`, or `payload_base64` when it is not UTF-8).
+    pub fn to_json(&self) -> serde_json::Value {
+        let header = |name: &str| self.headers.get(name).map(|v| v.as_str().to_string());
+        let mut headers = serde_json::Map::new();
+        for (name, values) in self.headers.iter() {
+            let values: Vec<serde_json::Value> = values
+                .iter()
+                .map(|v| serde_json::Value::String(v.as_str().to_string()))
+                .collect();
+            headers.insert(name.to_string(), serde_json::Value::Array(values));
+        }
+        let mut json = serde_json::json!({
+            "seq": self.seq,
+            "subject": self.subject,
+            "original_subject": self.original_subject(),
+            "plugin": header(deadletter::PLUGIN),
+            "plugin_version": header(deadletter::PLUGIN_VERSION),
+            "kind": header(deadletter::ERROR_KIND),
+            "error": header(deadletter::ERROR),
+            "attempts": header(deadletter::ATTEMPTS).and_then(|a| a.parse::<u64>().ok()),
+            "headers": headers,
+        });
+        match std::str::from_utf8(&self.payload) {
+            Ok(text) => json["payload"] = serde_json::json!(text),
+            Err(_) => json["payload_base64"] = serde_json::json!(BASE64.encode(&self.payload)),
+        }
+        json
+    }
+}
+
+/// Why replay leaves a dead letter where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No `Evhost-Original-Subject`: nowhere to replay to.
+    #[error("it has no {} header", deadletter::ORIGINAL_SUBJECT)]
+    NoOrigin,
+    /// It claims to come from a subject replay may not publish to.
+    #[error("it claims to come from {original:?}, {why}; replay never publishes there")]
+    Forbidden {
+        /// The claimed origin.
+        original: String,
+        /// What the publish rules say.
+        why: &'static str,
+    },
+    /// Its subject is not the dead-letter prefix plus the claimed origin, so
+    /// the host did not write it as it stands.
+    #[error(
+        "its subject does not match the claimed origin {original:?} (a dead letter of it is {expected})"
+    )]
+    Mismatch {
+        /// The claimed origin.
+        original: String,
+        /// The subject a dead letter of it has.
+        expected: String,
+    },
+}
+
+/// Where a dead letter found on `subject` may be replayed to: the subject it
+/// claims to come from, when the publish rules allow it and `subject` is
+/// `prefix` plus that claim.
+pub fn replay_target<'a>(
+    subject: &str,
+    original: Option<&'a str>,
+    prefix: &str,
+) -> Result<&'a str, Refusal> {
+    let original = original.ok_or(Refusal::NoOrigin)?;
+    if let Err(denied) = check_publish(original, None, None) {
+        let why = match denied {
+            PublishDenied::Invalid(_) => "not a valid subject",
+            PublishDenied::System(_) => "a system subject",
+            PublishDenied::NotAllowed(_) => "not allowed",
+        };
+        return Err(Refusal::Forbidden {
+            original: original.to_string(),
+            why,
+        });
+    }
+    let expected = format!("{prefix}{original}");
+    if subject != expected {
+        return Err(Refusal::Mismatch {
+            original: original.to_string(),
+            expected,
+        });
+    }
+    Ok(original)
 }
 
 /// The headers a replayed message carries: the original ones, without any
@@ -81,6 +190,25 @@ pub fn replay_headers(headers: &HeaderMap) -> HeaderMap {
         }
     }
     kept
+}
+
+/// `source` with its stream filled in: the one named, else the stream that
+/// captures its subjects (said on stderr), else none (read live, said too).
+pub async fn locate(client: &Client, source: &Source) -> anyhow::Result<Source> {
+    let mut source = source.clone();
+    if source.stream.is_none() {
+        let js = jetstream::new(client.clone());
+        source.stream = crate::dead_letter_stream::find(&js, &source.subject).await?;
+        match &source.stream {
+            Some(name) => eprintln!("reading {} from stream {name}", source.subject),
+            None => eprintln!(
+                "no stream keeps {}: listening for new dead letters for {} (name one with --stream)",
+                source.subject,
+                humantime::format_duration(source.idle)
+            ),
+        }
+    }
+    Ok(source)
 }
 
 /// Reads dead letters from `source`.
@@ -150,10 +278,24 @@ pub async fn read(client: &Client, source: &Source) -> anyhow::Result<Vec<Letter
     Ok(letters)
 }
 
+/// What a replay did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Letters republished.
+    pub replayed: usize,
+    /// Letters refused (left where they were, each reported on stderr).
+    pub refused: usize,
+}
+
 /// Republishes each letter to its original subject (through JetStream where
 /// a stream captures it), then, when read from a stream, deletes it there so
-/// it is not replayed twice. Returns how many were replayed.
-pub async fn replay(client: &Client, source: &Source, letters: &[Letter]) -> anyhow::Result<usize> {
+/// it is not replayed twice. A letter [`replay_target`] refuses is reported
+/// and left in place.
+pub async fn replay(
+    client: &Client,
+    source: &Source,
+    letters: &[Letter],
+) -> anyhow::Result<Replayed> {
     let js = jetstream::new(client.clone());
     let captures = Captures::default();
     let dead_stream: Option<stream::Stream> = match &source.stream {
@@ -164,16 +306,18 @@ pub async fn replay(client: &Client, source: &Source, letters: &[Letter]) -> any
         ),
         None => None,
     };
-    let mut replayed = 0;
+    let mut done = Replayed::default();
     for letter in letters {
-        let Some(original) = letter.original_subject() else {
-            eprintln!(
-                "skipped {}: no {} header",
-                letter.subject,
-                deadletter::ORIGINAL_SUBJECT
-            );
-            continue;
-        };
+        let original =
+            match replay_target(&letter.subject, letter.original_subject(), &source.prefix) {
+                Ok(original) => original,
+                Err(refusal) => {
+                    let seq = letter.seq.map_or(String::new(), |s| format!(" {s}"));
+                    eprintln!("refused dead letter{seq} on {}: {refusal}", letter.subject);
+                    done.refused += 1;
+                    continue;
+                }
+            };
         publish_durably(
             client,
             &js,
@@ -190,15 +334,100 @@ pub async fn replay(client: &Client, source: &Source, letters: &[Letter]) -> any
                 .await
                 .with_context(|| format!("replayed, but cannot delete dead letter {seq}"))?;
         }
-        replayed += 1;
+        done.replayed += 1;
     }
     client.flush().await.context("cannot flush")?;
-    Ok(replayed)
+    Ok(done)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replay_goes_only_where_the_letter_could_have_come_from() {
+        assert_eq!(
+            replay_target("dlq.orders.c", Some("orders.c"), "dlq."),
+            Ok("orders.c")
+        );
+        assert_eq!(
+            replay_target("dlq.orders.c", None, "dlq."),
+            Err(Refusal::NoOrigin)
+        );
+        for hostile in [
+            "$JS.API.STREAM.DELETE.X",
+            "$KV.secrets.key",
+            "$SYS.REQ.SERVER.PING",
+            "_INBOX.abc",
+        ] {
+            let planted = format!("dlq.{hostile}");
+            assert!(
+                matches!(
+                    replay_target(&planted, Some(hostile), "dlq."),
+                    Err(Refusal::Forbidden {
+                        why: "a system subject",
+                        ..
+                    })
+                ),
+                "{hostile}"
+            );
+        }
+        assert!(matches!(
+            replay_target("dlq.a.*", Some("a.*"), "dlq."),
+            Err(Refusal::Forbidden {
+                why: "not a valid subject",
+                ..
+            })
+        ));
+        let mismatch = replay_target("dlq.orders.a", Some("orders.b"), "dlq.").unwrap_err();
+        assert_eq!(
+            mismatch,
+            Refusal::Mismatch {
+                original: "orders.b".into(),
+                expected: "dlq.orders.b".into()
+            }
+        );
+        assert!(
+            mismatch.to_string().contains("does not match"),
+            "{mismatch}"
+        );
+        assert!(matches!(
+            replay_target("dlq.orders.c", Some("orders.c"), "errors."),
+            Err(Refusal::Mismatch { .. })
+        ));
+        assert_eq!(
+            replay_target("errors.orders.c", Some("orders.c"), "errors."),
+            Ok("orders.c")
+        );
+    }
+
+    #[test]
+    fn a_letter_as_json_carries_its_headers_and_payload() {
+        let mut h = HeaderMap::new();
+        h.insert(deadletter::ORIGINAL_SUBJECT, "orders.order.created");
+        h.insert(deadletter::ERROR_KIND, "permanent");
+        h.insert(deadletter::ATTEMPTS, "1");
+        h.insert("x-tag", "a");
+        let letter = Letter {
+            subject: "dlq.orders.order.created".into(),
+            headers: h,
+            payload: Bytes::from_static(b"{\"order_id\":\"o-1\"}"),
+            seq: Some(7),
+        };
+        let json = letter.to_json();
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["original_subject"], "orders.order.created");
+        assert_eq!(json["kind"], "permanent");
+        assert_eq!(json["attempts"], 1);
+        assert_eq!(json["headers"]["x-tag"][0], "a");
+        assert_eq!(json["payload"], "{\"order_id\":\"o-1\"}");
+        let binary = Letter {
+            payload: Bytes::from_static(&[0xff, 0x00]),
+            ..letter
+        };
+        assert_eq!(binary.to_json()["payload_base64"], "/wA=");
+        assert_eq!(binary.payload_text(), "base64:/wA=");
+    }
 
     #[test]
     fn replay_drops_evhost_headers_and_keeps_the_rest() {

@@ -39,6 +39,9 @@ pub struct HostOptions {
     pub compile_cache: bool,
     /// Serve Prometheus metrics at `http://ADDR/metrics`.
     pub metrics: Option<String>,
+    /// Keep every plugin's dead letters in a stream, created where none
+    /// captures them (`evhost dev`).
+    pub dead_letter_streams: bool,
 }
 
 /// Runs the host until `shutdown` resolves, then stops taking messages,
@@ -84,7 +87,8 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
         client.clone(),
         shards.clone(),
         metrics,
-    );
+    )
+    .keep_dead_letters(options.dead_letter_streams);
     let names = registry.scan()?;
     if names.is_empty() {
         tracing::warn!(dir = %dir.display(), "no plugins in the folder yet: drop NAME.wasm files there (they are loaded as they arrive)");

@@ -1,7 +1,6 @@
 //! `evhost invoke` and `evhost check`: run one message through a plugin, or
 //! validate one, with no broker. The same loading path as the host.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -88,20 +87,7 @@ fn plugin_name(path: &Path) -> String {
 
 /// Runs the invocation; prints the outcome as JSON and returns the exit code.
 pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
-    let payload = match inv.payload.as_deref().map(Payload::parse) {
-        None => Vec::new(),
-        Some(Payload::Inline(text)) => text.as_bytes().to_vec(),
-        Some(Payload::Stdin) => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("cannot read the payload from stdin")?;
-            buf
-        }
-        Some(Payload::File(p)) => {
-            std::fs::read(p).with_context(|| format!("{}: cannot read the payload", p.display()))?
-        }
-    };
+    let payload = crate::cli_args::read_payload(inv.payload.as_deref())?;
     anyhow::ensure!(
         crate::subject::is_valid_subject(&inv.subject),
         "--subject {:?} is not a valid NATS subject",
@@ -209,60 +195,4 @@ pub async fn check(wasm: &Path, manifest: Option<&Path>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Where `--payload` takes the bytes from, as curl and the nats CLI spell it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Payload<'a> {
-    /// The text itself.
-    Inline(&'a str),
-    /// `@FILE`: the file's bytes.
-    File(&'a Path),
-    /// `-`: standard input.
-    Stdin,
-}
-
-impl<'a> Payload<'a> {
-    /// Reads the `--payload` argument.
-    pub fn parse(arg: &'a str) -> Self {
-        match arg {
-            "-" => Payload::Stdin,
-            _ => match arg.strip_prefix('@') {
-                Some(path) => Payload::File(Path::new(path)),
-                None => Payload::Inline(arg),
-            },
-        }
-    }
-}
-
-/// Parses `K=V`.
-pub fn key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payload_is_inline_text_a_file_or_stdin() {
-        assert_eq!(Payload::parse("{\"a\":1}"), Payload::Inline("{\"a\":1}"));
-        assert_eq!(
-            Payload::parse("@order.json"),
-            Payload::File(Path::new("order.json"))
-        );
-        assert_eq!(Payload::parse("-"), Payload::Stdin);
-        assert_eq!(Payload::parse(""), Payload::Inline(""));
-    }
-
-    #[test]
-    fn key_value_splits_on_the_first_equals() {
-        assert_eq!(key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
-        assert_eq!(key_value("a="), Ok(("a".into(), "".into())));
-        assert!(key_value("=b").is_err());
-        assert!(key_value("ab").is_err());
-    }
 }

@@ -13,8 +13,10 @@
 pub mod backoff;
 pub mod bus;
 pub mod capabilities;
+pub mod cli_args;
 pub mod config;
 pub mod consumers;
+pub mod dead_letter_stream;
 pub mod deadletter;
 pub mod dedup;
 pub mod dev;
@@ -42,6 +44,7 @@ pub mod nats_connection;
 pub mod outbound_http;
 pub mod outcome;
 pub mod plugin;
+pub mod publish;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;

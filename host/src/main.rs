@@ -1,4 +1,4 @@
-//! The `evhost` command line: `run`, `dev`, `invoke` and `check`.
+//! The `evhost` command line: `run`, `dev`, `invoke`, `check`, `pub` and `dlq`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +62,12 @@ enum Command {
         /// How long shutdown waits for messages in flight.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         drain_timeout: Duration,
+        /// The server's port (taken: a free one; 0: any free one).
+        #[arg(long, default_value_t = evhost::dev::DEFAULT_PORT)]
+        port: u16,
     },
+    /// Publish one message (or, with --request, send a request and print the reply).
+    Pub(PubArgs),
     /// Run one message through a plugin, without a broker, and print the outcome as JSON.
     Invoke {
         /// The plugin's .wasm file.
@@ -75,10 +80,10 @@ enum Command {
         #[arg(long, value_name = "TEXT|@FILE|-")]
         payload: Option<String>,
         /// A header, K=V; may repeat.
-        #[arg(long = "header", value_name = "K=V", value_parser = invoke::key_value)]
+        #[arg(long = "header", value_name = "K=V", value_parser = evhost::cli_args::key_value)]
         headers: Vec<(String, String)>,
         /// A [config] value, K=V; may repeat; overrides the manifest.
-        #[arg(long = "config", value_name = "K=V", value_parser = invoke::key_value)]
+        #[arg(long = "config", value_name = "K=V", value_parser = evhost::cli_args::key_value)]
         config: Vec<(String, String)>,
         /// The plugin's manifest.
         #[arg(long, value_name = "FILE")]
@@ -108,20 +113,60 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct PubArgs {
+    /// The subject to publish to.
+    subject: String,
+    /// The payload: inline text, `@FILE` for a file's bytes, or `-` for
+    /// stdin (default: empty).
+    #[arg(long, value_name = "TEXT|@FILE|-")]
+    payload: Option<String>,
+    /// A header, K=V; may repeat.
+    #[arg(long = "header", value_name = "K=V", value_parser = evhost::cli_args::key_value)]
+    headers: Vec<(String, String)>,
+    /// Wait for a reply and print its headers and body.
+    #[arg(long)]
+    request: bool,
+    /// How long --request waits for the reply.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// The NATS server.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+}
+
+#[derive(clap::Args)]
+struct DlqListArgs {
+    #[command(flatten)]
+    common: DlqArgs,
+    /// Print each letter's payload under its line.
+    #[arg(long)]
+    payloads: bool,
+    /// Print the letters as a JSON array (with headers and payloads).
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum DlqAction {
     /// Print dead letters, one per line, with their error kinds.
-    List(DlqArgs),
-    /// Republish dead letters to their original subjects, without the Evhost-* headers.
+    List(DlqListArgs),
+    /// Republish dead letters to their original subjects, without the
+    /// Evhost-* headers, where the publish rules allow.
     Replay(DlqArgs),
 }
 
 #[derive(clap::Args)]
 struct DlqArgs {
-    /// Dead-letter subjects to read.
-    #[arg(long, default_value = "dlq.>")]
-    subject: String,
-    /// Read from this stream (from its start) instead of live from the subject.
+    /// The dead-letter prefix of the plugins that wrote them; a letter is
+    /// replayed only from PREFIX + its original subject.
+    #[arg(long, default_value = "dlq.")]
+    prefix: String,
+    /// Dead-letter subjects to read (default: PREFIX>).
+    #[arg(long)]
+    subject: Option<String>,
+    /// Read from this stream, from its start (default: the stream that
+    /// captures the subjects; when none does, listen live).
     #[arg(long)]
     stream: Option<String>,
     /// At most this many.
@@ -203,6 +248,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 drain_timeout,
                 compile_cache: !no_compile_cache,
                 metrics,
+                dead_letter_streams: false,
             };
             let stop = StopSignals::install()?.spawn(|| {});
             host::run(options, stop).await?;
@@ -212,17 +258,27 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             plugins,
             nats_server,
             drain_timeout,
+            port,
         } => {
             let signals = StopSignals::install()?;
-            let server = evhost::dev::DevServer::start(nats_server)?;
+            let server = evhost::dev::DevServer::start(nats_server, port)?;
             eprintln!("evhost dev: nats-server listening at {}", server.url);
             eprintln!(
                 "evhost dev: JetStream store in {}",
                 server.store.path().display()
             );
+            let nats = if server.port == evhost::dev::DEFAULT_PORT {
+                String::new()
+            } else {
+                eprintln!(
+                    "evhost dev: port {} was taken; in other terminals: export NATS_URL={}",
+                    evhost::dev::DEFAULT_PORT,
+                    server.url
+                );
+                format!(" --nats {}", server.url)
+            };
             eprintln!(
-                "evhost dev: publish with e.g. `nats --server {} pub orders.order.created '{{...}}'`",
-                server.url
+                "evhost dev: publish with e.g. `evhost pub orders.order.created --payload @examples/events/orders.order.created.json{nats}`; see dead letters with `evhost dlq list{nats}`"
             );
             let options = HostOptions {
                 plugins,
@@ -230,6 +286,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 drain_timeout,
                 compile_cache: true,
                 metrics: None,
+                dead_letter_streams: true,
             };
             // Shared with the second-signal path, which must stop the server
             // and remove its store before the process exits.
@@ -274,27 +331,57 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
             })
             .await
         }
+        Command::Pub(args) => {
+            evhost::publish::publish(evhost::publish::Publication {
+                subject: args.subject,
+                payload: args.payload,
+                headers: args.headers,
+                request: args.request.then_some(args.timeout),
+                nats: args.nats,
+            })
+            .await?;
+            Ok(0)
+        }
         Command::Dlq { action } => {
-            let (args, replay) = match action {
-                DlqAction::List(args) => (args, false),
-                DlqAction::Replay(args) => (args, true),
+            let (args, list) = match action {
+                DlqAction::List(list) => (list.common, Some((list.payloads, list.json))),
+                DlqAction::Replay(args) => (args, None),
             };
             let client = evhost::bus::connect(&args.nats.connection()?, "evhost dlq").await?;
             let source = dlq::Source {
-                subject: args.subject,
+                subject: args.subject.unwrap_or_else(|| format!("{}>", args.prefix)),
+                prefix: args.prefix,
                 stream: args.stream,
                 limit: args.limit,
                 idle: args.wait,
             };
+            let source = dlq::locate(&client, &source).await?;
             let letters = dlq::read(&client, &source).await?;
-            if replay {
-                let count = dlq::replay(&client, &source, &letters).await?;
-                println!("replayed {count} dead letter(s)");
-            } else {
-                for letter in &letters {
-                    println!("{}", letter.describe());
+            match list {
+                None => {
+                    let done = dlq::replay(&client, &source, &letters).await?;
+                    println!("replayed {} dead letter(s)", done.replayed);
+                    if done.refused > 0 {
+                        eprintln!(
+                            "refused {} dead letter(s), left where they are",
+                            done.refused
+                        );
+                        return Ok(1);
+                    }
                 }
-                eprintln!("{} dead letter(s)", letters.len());
+                Some((_, true)) => {
+                    let all: Vec<serde_json::Value> = letters.iter().map(|l| l.to_json()).collect();
+                    println!("{}", serde_json::to_string_pretty(&all)?);
+                }
+                Some((payloads, false)) => {
+                    for letter in &letters {
+                        println!("{}", letter.describe());
+                        if payloads {
+                            println!("  payload: {}", letter.payload_text());
+                        }
+                    }
+                    eprintln!("{} dead letter(s)", letters.len());
+                }
             }
             Ok(0)
         }

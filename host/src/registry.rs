@@ -37,6 +37,9 @@ pub struct Registry {
     shards: Arc<Shards>,
     metrics: Arc<Metrics>,
     plugins: HashMap<String, Entry>,
+    /// Keep every plugin's dead letters in a stream, made when none does
+    /// (`evhost dev`).
+    dead_letter_streams: bool,
 }
 
 /// The files of plugin `name` in `dir`.
@@ -83,6 +86,45 @@ impl Registry {
             shards,
             metrics,
             plugins: HashMap::new(),
+            dead_letter_streams: false,
+        }
+    }
+
+    /// Has every plugin's dead letters kept in a stream, created where none
+    /// captures them (what `evhost dev` does, so `evhost dlq list` shows
+    /// letters written before it ran).
+    pub fn keep_dead_letters(mut self, on: bool) -> Self {
+        self.dead_letter_streams = on;
+        self
+    }
+
+    /// Makes sure the stream that keeps `plugin`'s dead letters is there:
+    /// the one its manifest names on core NATS (the JetStream binding sees
+    /// to its own), or in dev any, made when missing.
+    async fn ensure_dead_letter_stream(&self, plugin: &Plugin) -> anyhow::Result<()> {
+        let settings = &plugin.settings;
+        let js = async_nats::jetstream::new(self.client.clone());
+        let prefix = &settings.dead_letter_prefix;
+        match &settings.dead_letter_stream {
+            Some((name, create)) if settings.jetstream.is_none() => {
+                crate::dead_letter_stream::ensure(&js, name, prefix, *create).await
+            }
+            Some(_) => Ok(()),
+            None if self.dead_letter_streams => {
+                match crate::dead_letter_stream::ensure_any(&js, prefix).await {
+                    Ok(stream) => {
+                        tracing::debug!(plugin = %plugin.name, %stream, "dead letters kept in a stream");
+                    }
+                    // dev serves the plugin all the same.
+                    Err(err) => tracing::warn!(
+                        plugin = %plugin.name,
+                        error = crate::errors::one_line(&format!("{err:#}")),
+                        "its dead letters are not kept in a stream"
+                    ),
+                }
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -204,6 +246,10 @@ impl Registry {
                 return;
             }
         };
+        if let Err(err) = self.ensure_dead_letter_stream(&plugin).await {
+            tracing::error!(plugin = name, file = %manifest_file.display(), error = crate::errors::one_line(&format!("{err:#}")), "plugin rejected");
+            return;
+        }
         self.install(plugin, manifest, changed).await;
     }
 

@@ -1048,8 +1048,26 @@ pub fn evhost(args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
 
 /// Like [`evhost`], with an explicit upper bound.
 pub fn evhost_with_timeout(args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> CliOutput {
+    evhost_command(Command::new(evhost_bin()), args, stdin, timeout)
+}
+
+/// Runs `evhost ARGS...` in folder `dir` with the environment variables
+/// `env` set, as a user in a shell there would (at most [`WAIT`] plus ten
+/// seconds).
+pub fn evhost_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
+    let mut command = Command::new(evhost_bin());
+    command.current_dir(dir).envs(env.iter().copied());
+    evhost_command(command, args, None, WAIT + Duration::from_secs(10))
+}
+
+fn evhost_command(
+    mut command: Command,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> CliOutput {
     use std::io::Write;
-    let mut child = Command::new(evhost_bin())
+    let mut child = command
         .args(args)
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LOG")
