@@ -96,4 +96,50 @@ mod tests {
             "out-of-range randomness is clamped"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn ms(n: u64) -> Duration {
+            Duration::from_millis(n)
+        }
+
+        fn within_jitter(delay: Duration, nominal: Duration) -> bool {
+            let (d, n) = (delay.as_secs_f64(), nominal.as_secs_f64());
+            d >= n * (1.0 - JITTER) - 1e-9 && d <= n * (1.0 + JITTER) + 1e-9
+        }
+
+        proptest! {
+            #[test]
+            fn exponential_delays_stay_in_bounds_and_never_shrink(
+                initial_ms in 1u64..10_000,
+                max_ms in 1u64..100_000,
+                attempt in 1u32..10_000,
+                unit in 0.0f64..1.0,
+            ) {
+                let b = Backoff::exponential(ms(initial_ms), ms(max_ms));
+                let max = ms(max_ms.max(initial_ms));
+                let nominal = b.nominal(attempt);
+                prop_assert!(nominal <= max);
+                prop_assert!(nominal >= (ms(initial_ms)).min(max));
+                prop_assert!(b.nominal(attempt + 1) >= nominal, "monotonic");
+                prop_assert_eq!(b.nominal(1), ms(initial_ms));
+                prop_assert!(within_jitter(b.delay(attempt, unit), nominal));
+            }
+
+            #[test]
+            fn a_schedule_is_followed_then_its_last_entry_repeats(
+                delays in proptest::collection::vec(0u64..60_000, 1..8),
+                attempt in 1u32..100,
+                unit in 0.0f64..1.0,
+            ) {
+                let list: Vec<Duration> = delays.iter().map(|d| ms(*d)).collect();
+                let b = Backoff::schedule(list.clone());
+                let expected = list[(attempt as usize).min(list.len()) - 1];
+                prop_assert_eq!(b.nominal(attempt), expected);
+                prop_assert!(within_jitter(b.delay(attempt, unit), expected));
+            }
+        }
+    }
 }

@@ -170,7 +170,24 @@ pub struct Wanted {
     pub durable: String,
     pub ack_wait: Duration,
     pub max_ack_pending: i64,
+    /// Deliveries after which the server gives a message up (see
+    /// [`max_deliver`]).
+    pub max_deliver: i64,
     pub start: StartAt,
+}
+
+/// Deliveries that end without a decision (the host killed mid-message, a
+/// connection dropped by a malformed message, a dead letter that could not
+/// be written) allowed on top of `max_attempts` before the server stops
+/// delivering a message, so none loops forever.
+pub const UNDECIDED_DELIVERIES: i64 = 10;
+
+/// The `max_deliver` of a plugin's consumers: its handler attempts, and
+/// [`UNDECIDED_DELIVERIES`] more. The host dead-letters at `max_attempts`,
+/// so the server's bound is reached only by deliveries that never came to
+/// a decision.
+pub fn max_deliver(max_attempts: u32) -> i64 {
+    i64::from(max_attempts) + UNDECIDED_DELIVERIES
 }
 
 /// The consumers bound, and what the server says about them.
@@ -222,7 +239,7 @@ pub async fn reconcile(
                 Some(info) => info.config.deliver_policy,
                 None => wanted.start.policy(),
             },
-            max_deliver: -1,
+            max_deliver: wanted.max_deliver,
             max_ack_pending: wanted.max_ack_pending,
             ..Default::default()
         };
@@ -289,6 +306,12 @@ mod tests {
 
     fn subjects(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn deliveries_are_bounded_above_the_handler_attempts() {
+        assert_eq!(max_deliver(5), 15);
+        assert!(max_deliver(1) > 1);
     }
 
     #[test]

@@ -202,14 +202,6 @@ pub fn kept_name(name: &str) -> Option<String> {
     has_prefix(name, "Nats-").then(|| format!("{KEPT_PREFIX}{name}"))
 }
 
-/// The name a replayed message gives back to a header of its dead letter:
-/// `Evhost-Kept-Nats-Msg-Id` → `Nats-Msg-Id`; `None` for any other.
-pub fn restored_name(name: &str) -> Option<&str> {
-    has_prefix(name, KEPT_PREFIX)
-        .then(|| &name[KEPT_PREFIX.len()..])
-        .filter(|rest| has_prefix(rest, "Nats-"))
-}
-
 /// Case-insensitive `starts_with` (header names are case-insensitive).
 fn has_prefix(name: &str, prefix: &str) -> bool {
     name.len() >= prefix.len()
@@ -321,14 +313,9 @@ mod tests {
     }
 
     #[test]
-    fn control_headers_are_renamed_and_restored() {
+    fn control_headers_are_renamed() {
         assert_eq!(kept_name("nats-msg-id").as_deref(), Some("Evhost-Kept-nats-msg-id"));
         assert_eq!(kept_name("traceparent"), None);
-        assert_eq!(restored_name("Evhost-Kept-Nats-Msg-Id"), Some("Nats-Msg-Id"));
-        assert_eq!(restored_name("evhost-kept-nats-rollup"), Some("nats-rollup"));
-        assert_eq!(restored_name("Evhost-Kept-Other"), None);
-        assert_eq!(restored_name("Evhost-Error"), None);
-        assert_eq!(restored_name("Nats-Msg-Id"), None);
     }
 
     #[test]
@@ -408,5 +395,30 @@ mod tests {
         let cut = header_safe(&long);
         assert!(cut.len() <= MAX_ERROR_LEN);
         assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the input subject, its dead letter's subject fits
+            /// the cap, is publishable, starts with the prefix, and is the
+            /// plain `<prefix><subject>` whenever that fits.
+            #[test]
+            fn dead_letter_subjects_fit_and_stay_under_the_prefix(
+                prefix in "[a-z]{1,20}\\.",
+                tokens in proptest::collection::vec("[a-z0-9_-]{1,300}", 1..12),
+            ) {
+                let original = tokens.join(".");
+                let subject = subject_for(&prefix, &original);
+                prop_assert!(subject.len() <= MAX_SUBJECT_LEN, "{}", subject.len());
+                prop_assert!(crate::subject::is_valid_subject(&subject), "{}", subject);
+                prop_assert!(subject.starts_with(&prefix));
+                if prefix.len() + original.len() <= MAX_SUBJECT_LEN {
+                    prop_assert_eq!(subject, format!("{prefix}{original}"));
+                }
+            }
+        }
     }
 }

@@ -161,13 +161,15 @@ pub fn replay_target<'a>(
             PublishDenied::Invalid(_) => "not a valid subject",
             PublishDenied::System(_) => "a system subject",
             PublishDenied::NotAllowed(_) => "not allowed",
+            PublishDenied::TooLong(..) => "too long",
         };
         return Err(Refusal::Forbidden {
             original: original.to_string(),
             why,
         });
     }
-    let expected = format!("{prefix}{original}");
+    // What the host names a letter of `original` (shortened when too long).
+    let expected = crate::deadletter::subject_for(prefix, original);
     if subject != expected {
         return Err(Refusal::Mismatch {
             original: original.to_string(),
@@ -178,7 +180,9 @@ pub fn replay_target<'a>(
 }
 
 /// The headers a replayed message carries: the original ones, without any
-/// `Evhost-*` header.
+/// `Evhost-*` header. The input's `Nats-*` headers, kept in the letter as
+/// `Evhost-Kept-Nats-*`, are not restored: a replay is a new message
+/// (its old `Nats-Msg-Id` would make a stream drop it as a duplicate).
 pub fn replay_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = HeaderMap::new();
     for (name, values) in headers.iter() {

@@ -127,6 +127,7 @@ async fn bind(
             durable: settings.durable.clone(),
             ack_wait: settings.ack_wait,
             max_ack_pending: (plugin.settings.concurrency * 64).max(1000) as i64,
+            max_deliver: consumers::max_deliver(plugin.settings.max_attempts),
             start: settings.start,
         },
     )

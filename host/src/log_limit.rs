@@ -10,25 +10,45 @@ const PER_WINDOW: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(10);
 
 /// How many lines of one kind were logged in the current window.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogLimit {
+    per_window: u32,
+    window: Duration,
     window_start: Option<Instant>,
     admitted: u32,
     suppressed: u64,
 }
 
+impl Default for LogLimit {
+    /// A few lines per ten seconds: for warnings.
+    fn default() -> Self {
+        LogLimit::new(PER_WINDOW, WINDOW)
+    }
+}
+
 impl LogLimit {
+    /// At most `per_window` lines per `window`.
+    pub const fn new(per_window: u32, window: Duration) -> Self {
+        LogLimit {
+            per_window,
+            window,
+            window_start: None,
+            admitted: 0,
+            suppressed: 0,
+        }
+    }
+
     /// Whether a line may be logged at `now`; `Some(n)` when it may, `n`
     /// being the lines left out since the last one logged.
     pub fn admit(&mut self, now: Instant) -> Option<u64> {
         let fresh = self
             .window_start
-            .is_none_or(|start| now.duration_since(start) >= WINDOW);
+            .is_none_or(|start| now.duration_since(start) >= self.window);
         if fresh {
             self.window_start = Some(now);
             self.admitted = 0;
         }
-        if self.admitted < PER_WINDOW {
+        if self.admitted < self.per_window {
             self.admitted += 1;
             Some(std::mem::take(&mut self.suppressed))
         } else {

@@ -130,9 +130,8 @@ struct PubArgs {
     /// How long --request waits for the reply.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    /// The NATS server.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
 }
 
 #[derive(clap::Args)]
@@ -337,7 +336,7 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 payload: args.payload,
                 headers: args.headers,
                 request: args.request.then_some(args.timeout),
-                nats: args.nats,
+                nats: args.nats.connection()?,
             })
             .await?;
             Ok(0)

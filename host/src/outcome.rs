@@ -162,4 +162,55 @@ mod tests {
         assert!(FailureKind::Timeout.is_retryable());
         assert!(!FailureKind::Trap.is_retryable());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn kind() -> impl Strategy<Value = FailureKind> {
+            prop_oneof![
+                Just(FailureKind::Transient),
+                Just(FailureKind::Timeout),
+                Just(FailureKind::Permanent),
+                Just(FailureKind::Trap),
+                Just(FailureKind::InvalidOutput),
+            ]
+        }
+
+        proptest! {
+            /// Only transient failures and timeouts are retried, and only
+            /// while attempts remain.
+            #[test]
+            fn retried_exactly_while_retryable_and_attempts_remain(
+                kind in kind(), attempt in 1u32..1000, max in 1u32..1000,
+            ) {
+                let retried = decide(kind, attempt, max) == Decision::Retry;
+                prop_assert_eq!(retried, kind.is_retryable() && attempt < max);
+            }
+
+            /// A message failing the same way every time is handled exactly
+            /// `max_attempts` times if retryable, else once, then
+            /// dead-lettered as the kind its last failure says.
+            #[test]
+            fn every_failing_message_ends_as_a_dead_letter(kind in kind(), max in 1u32..200) {
+                let mut attempt = 1;
+                let last = loop {
+                    match decide(kind, attempt, max) {
+                        Decision::Retry => attempt += 1,
+                        Decision::DeadLetter(k) => break k,
+                    }
+                    prop_assert!(attempt <= max);
+                };
+                prop_assert_eq!(attempt, if kind.is_retryable() { max } else { 1 });
+                let expected = match kind {
+                    FailureKind::Transient => DeadLetterKind::Exhausted,
+                    FailureKind::Timeout => DeadLetterKind::Timeout,
+                    FailureKind::Permanent => DeadLetterKind::Permanent,
+                    FailureKind::Trap => DeadLetterKind::Trap,
+                    FailureKind::InvalidOutput => DeadLetterKind::InvalidOutput,
+                };
+                prop_assert_eq!(last, expected);
+            }
+        }
+    }
 }

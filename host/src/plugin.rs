@@ -16,6 +16,7 @@ use wasmtime::component::{Component, ComponentExportIndex, Instance};
 
 use crate::config::{Isolation, PluginSettings};
 use crate::errors::one_line;
+use crate::guest_log::GuestLog;
 use crate::idempotency::KeySource;
 use crate::keyvalue::{Backend, KvAccess};
 use crate::outbound_http::HttpPolicy;
@@ -47,6 +48,8 @@ pub struct Plugin {
     http: Arc<HttpPolicy>,
     /// The key-value buckets it may open.
     kv: KvAccess,
+    /// Where its instances log (one rate limit for all of them).
+    log: GuestLog,
     pre: HandlerPre<State>,
     handle_index: ComponentExportIndex,
     /// Warm instances in `reuse` isolation, one pool per shard (the last
@@ -124,8 +127,9 @@ impl Plugin {
             .prepare(&component)
             .context("the component does not fit the evhost:plugin/handler world")?;
         let handle_index = Runtime::handle_index(&pre)?;
+        let name: Arc<str> = Arc::from(name);
         let plugin = Plugin {
-            name: Arc::from(name),
+            name: name.clone(),
             version,
             config: Arc::new(settings.config.clone()),
             settings,
@@ -135,6 +139,7 @@ impl Plugin {
             runtime: runtime.clone(),
             http,
             kv,
+            log: GuestLog::new(name.clone()),
             pre,
             handle_index,
             warm: (0..lane::cores()).map(|_| Mutex::default()).collect(),
@@ -196,18 +201,25 @@ impl Plugin {
 
     async fn instantiate(&self) -> anyhow::Result<Warm> {
         let mut store = self.runtime.store(
-            self.name.clone(),
+            self.log.clone(),
             self.config.clone(),
             self.settings.memory_bytes,
             self.http.clone(),
             self.kv.clone(),
         );
+        // A start function runs under the same deadline as a call: one
+        // that loops forever is interrupted instead of hanging its caller.
+        store.data_mut().deadline = Some(self.runtime.ticks().deadline(self.settings.timeout));
         store.set_epoch_deadline(1);
-        let instance = self
-            .pre
-            .instance_pre()
-            .instantiate_async(&mut store)
-            .await?;
+        let instance = self.pre.instance_pre().instantiate_async(&mut store).await;
+        if store.data().timed_out {
+            anyhow::bail!(
+                "the component's start-up ran past limits.timeout_ms ({} ms)",
+                self.settings.timeout.as_millis()
+            );
+        }
+        let instance = instance?;
+        store.data_mut().deadline = None;
         let handle = HandleExport::of(&mut store, &instance, &self.handle_index)?;
         Ok(Warm {
             store,
@@ -320,10 +332,10 @@ impl Plugin {
                 s.max_outputs
             ));
         }
-        let bytes: usize = outputs.iter().map(|o| o.payload.len()).sum();
+        let bytes: usize = outputs.iter().map(output_bytes).sum();
         if bytes > s.max_output_bytes {
             return invalid(format!(
-                "handler returned {bytes} payload bytes; the limit is {} (limits.max_output_bytes)",
+                "handler returned {bytes} bytes of payloads and headers; the limit is {} (limits.max_output_bytes)",
                 s.max_output_bytes
             ));
         }
@@ -370,6 +382,18 @@ fn not_a_component(cause: &str) -> String {
     }
 }
 
+/// What an output costs against `limits.max_output_bytes`: its payload and
+/// its headers as they go on the wire (`Name: value\r\n`), so a plugin
+/// cannot send large headers under a small cap.
+fn output_bytes(out: &Outgoing) -> usize {
+    out.payload.len()
+        + out
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>()
+}
+
 /// A header name of visible ASCII without ':', and a value without line breaks.
 fn valid_header(name: &str, value: &str) -> bool {
     !name.is_empty()
@@ -403,5 +427,16 @@ mod tests {
         );
         assert!(m.contains("wasm32-wasip2") && !m.contains("parser"), "{m}");
         assert!(not_a_component("unexpected end").contains("unexpected end"));
+    }
+
+    #[test]
+    fn headers_count_against_the_output_byte_limit() {
+        let out = Outgoing {
+            subject: "a".into(),
+            payload: b"12345".to_vec(),
+            headers: vec![("K".into(), "vv".into())],
+        };
+        // 5 payload bytes + "K: vv\r\n".
+        assert_eq!(output_bytes(&out), 5 + 7);
     }
 }

@@ -17,8 +17,8 @@ pub struct Publication {
     pub headers: Vec<(String, String)>,
     /// Wait for a reply for at most this long.
     pub request: Option<Duration>,
-    /// The NATS server.
-    pub nats: String,
+    /// The NATS servers and credentials.
+    pub nats: crate::nats_connection::NatsConnection,
 }
 
 /// Publishes the message (and waits for the server to have it); for a

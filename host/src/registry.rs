@@ -16,6 +16,7 @@ use crate::config::Manifest;
 use crate::dispatch::{self, Control, Slot};
 use crate::metrics::Metrics;
 use crate::plugin::Plugin;
+use crate::plugin_file::{self, PluginFileError};
 use crate::runtime::Runtime;
 use crate::shard::Shards;
 
@@ -173,9 +174,9 @@ impl Registry {
     /// logged as one error line and the old version keeps serving.
     pub async fn sync(&mut self, name: &str) {
         let wasm_file = wasm_path(&self.dir, name);
-        let wasm = match std::fs::read(&wasm_file) {
+        let wasm = match plugin_file::read(&wasm_file, plugin_file::MAX_WASM_BYTES) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(PluginFileError::NotFound) => {
                 if !self.plugins.contains_key(name) && manifest_path(&self.dir, name).exists() {
                     tracing::warn!(
                         plugin = name,
@@ -192,7 +193,7 @@ impl Registry {
             }
         };
         let manifest_file = manifest_path(&self.dir, name);
-        let manifest = match Manifest::load(&manifest_file) {
+        let manifest = match read_manifest(&manifest_file) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(plugin = name, file = %manifest_file.display(), error = crate::errors::one_line(&format!("{e:#}")), "plugin rejected");
@@ -394,6 +395,20 @@ fn same_consumers(
         (None, None) => true,
         (Some(a), Some(b)) => a.stream == b.stream && a.durable == b.durable,
         _ => false,
+    }
+}
+
+/// The manifest at `file` (the defaults when there is none), read as a
+/// plugin file (`plugin_file`).
+fn read_manifest(file: &Path) -> anyhow::Result<Manifest> {
+    match plugin_file::read(file, plugin_file::MAX_MANIFEST_BYTES) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", file.display()))?;
+            Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))
+        }
+        Err(PluginFileError::NotFound) => Ok(Manifest::default()),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", file.display())),
     }
 }
 

@@ -24,7 +24,9 @@ use crate::idempotency::KeySource;
 use crate::keyvalue::KvAccess;
 use crate::outbound_http::{Hooks, HttpPolicy};
 
-use crate::sandbox::{self, MemoryCap, StderrTail};
+use crate::guest_log::GuestLog;
+use crate::memory_cap::MemoryCap;
+use crate::sandbox::{self, StderrTail};
 
 wasmtime::component::bindgen!({
     world: "handler",
@@ -221,7 +223,7 @@ impl Runtime {
     /// A fresh store for one instance of plugin `plugin`.
     pub fn store(
         &self,
-        plugin: Arc<str>,
+        log: GuestLog,
         config: Arc<BTreeMap<String, String>>,
         memory: usize,
         http: Arc<HttpPolicy>,
@@ -229,14 +231,15 @@ impl Runtime {
     ) -> Store<State> {
         let stderr = StderrTail::default();
         let state = State {
-            wasi: sandbox::wasi_ctx(&plugin, &stderr),
+            wasi: sandbox::wasi_ctx(&log, &stderr),
+            plugin: log.plugin().clone(),
+            log,
             stderr,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             http_hooks: Hooks { policy: http },
             kv,
             memory: MemoryCap::new(memory),
-            plugin,
             config,
             deadline: None,
             timed_out: false,
@@ -257,6 +260,17 @@ impl Runtime {
             }
         });
         store
+    }
+}
+
+/// The `tracing` level of a guest's log level.
+fn tracing_level(level: Level) -> tracing::Level {
+    match level {
+        Level::Trace => tracing::Level::TRACE,
+        Level::Debug => tracing::Level::DEBUG,
+        Level::Info => tracing::Level::INFO,
+        Level::Warn => tracing::Level::WARN,
+        Level::Error => tracing::Level::ERROR,
     }
 }
 
@@ -349,6 +363,8 @@ pub struct State {
     /// The memory cap; `exceeded` tells a trap came from it.
     pub memory: MemoryCap,
     pub(crate) plugin: Arc<str>,
+    /// Where its `log()` calls and output lines go.
+    log: GuestLog,
     config: Arc<BTreeMap<String, String>>,
     /// The tick ([`Ticks`]) at which the current call must stop; `None`
     /// between calls.
@@ -390,24 +406,11 @@ impl self::evhost::plugin::types::Host for State {}
 
 impl self::evhost::plugin::host::Host for State {
     fn log(&mut self, level: Level, message: String) {
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(target: "evhost::guest", plugin, "{message}"),
-            Level::Debug => tracing::debug!(target: "evhost::guest", plugin, "{message}"),
-            Level::Info => tracing::info!(target: "evhost::guest", plugin, "{message}"),
-            Level::Warn => tracing::warn!(target: "evhost::guest", plugin, "{message}"),
-            Level::Error => tracing::error!(target: "evhost::guest", plugin, "{message}"),
-        }
+        self.log.write(tracing_level(level), None, &message);
     }
 
     fn log_enabled(&mut self, level: Level) -> bool {
-        match level {
-            Level::Trace => tracing::enabled!(target: "evhost::guest", tracing::Level::TRACE),
-            Level::Debug => tracing::enabled!(target: "evhost::guest", tracing::Level::DEBUG),
-            Level::Info => tracing::enabled!(target: "evhost::guest", tracing::Level::INFO),
-            Level::Warn => tracing::enabled!(target: "evhost::guest", tracing::Level::WARN),
-            Level::Error => tracing::enabled!(target: "evhost::guest", tracing::Level::ERROR),
-        }
+        GuestLog::enabled(tracing_level(level))
     }
 
     fn config(&mut self, key: String) -> Option<String> {

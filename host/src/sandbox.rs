@@ -1,6 +1,6 @@
 //! What a plugin's store may touch: a WASI context with no filesystem,
 //! network, environment or arguments (clocks and random only), guest stdout
-//! and stderr routed to the host's log, and the memory cap.
+//! and stderr routed to the host's log.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -12,8 +12,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
-/// Longest guest output line written to the log; the rest is cut.
-const MAX_LINE: usize = 4096;
+use crate::guest_log::{GuestLog, MAX_LINE};
 
 /// How many of the guest's last stderr lines are kept, to explain a trap.
 const TAIL_LINES: usize = 4;
@@ -46,17 +45,17 @@ impl StderrTail {
     }
 }
 
-/// Builds the WASI context of one store for plugin `plugin`; stderr lines
-/// are also kept in `tail`.
-pub fn wasi_ctx(plugin: &Arc<str>, tail: &StderrTail) -> WasiCtx {
+/// Builds the WASI context of one store of the plugin that logs to `log`;
+/// stderr lines are also kept in `tail`.
+pub fn wasi_ctx(log: &GuestLog, tail: &StderrTail) -> WasiCtx {
     WasiCtxBuilder::new()
         .stdout(GuestOutput {
-            plugin: plugin.clone(),
+            log: log.clone(),
             stream: "stdout",
             tail: None,
         })
         .stderr(GuestOutput {
-            plugin: plugin.clone(),
+            log: log.clone(),
             stream: "stderr",
             tail: Some(tail.clone()),
         })
@@ -68,10 +67,10 @@ pub fn wasi_ctx(plugin: &Arc<str>, tail: &StderrTail) -> WasiCtx {
 }
 
 /// A guest's stdout or stderr: each line becomes a log event tagged with the
-/// plugin.
+/// plugin (see [`GuestLog`]).
 #[derive(Clone)]
 struct GuestOutput {
-    plugin: Arc<str>,
+    log: GuestLog,
     stream: &'static str,
     tail: Option<StderrTail>,
 }
@@ -87,7 +86,7 @@ impl GuestOutput {
             if let Some(tail) = &self.tail {
                 tail.push(&text);
             }
-            tracing::info!(target: "evhost::guest", plugin = %self.plugin, stream = self.stream, "{text}");
+            self.log.write(tracing::Level::INFO, Some(self.stream), &text);
         }
     }
 }
@@ -147,69 +146,15 @@ impl tokio::io::AsyncWrite for GuestOutput {
     }
 }
 
-/// Caps a store's linear memory at the plugin's `memory_mb`, and remembers
-/// when a guest hit the cap so its trap can say so.
-pub struct MemoryCap {
-    limit: usize,
-    /// Set when the guest asked for more than `limit`.
-    pub exceeded: bool,
-}
-
-impl MemoryCap {
-    /// A cap of `limit` bytes.
-    pub fn new(limit: usize) -> Self {
-        MemoryCap {
-            limit,
-            exceeded: false,
-        }
-    }
-
-    /// The cap in MiB, for messages.
-    pub fn limit_mb(&self) -> usize {
-        self.limit >> 20
-    }
-}
-
-impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            // Trap rather than fail the grow: a Rust guest would abort anyway,
-            // and a trap names the cause.
-            return Err(wasmtime::format_err!(
-                "memory limit of {} MiB exceeded (the plugin asked for {} MiB)",
-                self.limit >> 20,
-                desired.div_ceil(1 << 20)
-            ));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmtime::ResourceLimiter;
 
     #[test]
     fn stderr_tail_finds_the_panic_message() {
         let tail = StderrTail::default();
         let out = GuestOutput {
-            plugin: Arc::from("p"),
+            log: GuestLog::new(Arc::from("p")),
             stream: "stderr",
             tail: Some(tail.clone()),
         };
@@ -219,21 +164,6 @@ mod tests {
         assert_eq!(
             tail.panic_message().as_deref(),
             Some("panicked at src/lib.rs:3:5: boom")
-        );
-    }
-
-    #[test]
-    fn memory_cap_allows_up_to_the_limit_and_traps_beyond() {
-        let mut cap = MemoryCap::new(16 << 20);
-        assert!(cap.memory_growing(0, 16 << 20, None).unwrap());
-        assert!(!cap.exceeded);
-        let err = cap
-            .memory_growing(16 << 20, (16 << 20) + 65536, None)
-            .unwrap_err();
-        assert!(cap.exceeded);
-        assert!(
-            err.to_string().contains("memory limit of 16 MiB exceeded"),
-            "{err}"
         );
     }
 }

@@ -376,4 +376,77 @@ mod tests {
             Err(PublishDenied::NotAllowed(_))
         ));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Subjects of one to five tokens from a small alphabet, so that
+        /// patterns often match them.
+        fn subject() -> impl Strategy<Value = String> {
+            proptest::collection::vec("[ab]{1,2}", 1..6).prop_map(|t| t.join("."))
+        }
+
+        /// Patterns over the same alphabet, with `*` anywhere and `>` last.
+        fn pattern() -> impl Strategy<Value = String> {
+            (
+                proptest::collection::vec(prop_oneof!["[ab]{1,2}", Just("*".to_string())], 0..5),
+                any::<bool>(),
+            )
+                .prop_filter_map("a pattern has a token", |(mut tokens, tail)| {
+                    if tail {
+                        tokens.push(">".into());
+                    }
+                    (!tokens.is_empty()).then(|| tokens.join("."))
+                })
+        }
+
+        /// The straightforward reading of NATS wildcards, as a regex: `*` is
+        /// one token, a trailing `>` one or more.
+        fn reference(pattern: &str, subject: &str) -> bool {
+            let tokens: Vec<String> = pattern
+                .split('.')
+                .map(|t| match t {
+                    "*" => "[^.]+".to_string(),
+                    ">" => "[^.]+(\\.[^.]+)*".to_string(),
+                    t => regex::escape(t),
+                })
+                .collect();
+            regex::Regex::new(&format!("^{}$", tokens.join("\\.")))
+                .unwrap()
+                .is_match(subject)
+        }
+
+        proptest! {
+            #[test]
+            fn matching_agrees_with_the_reference(p in pattern(), s in subject()) {
+                prop_assert!(is_valid_pattern(&p), "{}", p);
+                prop_assert!(is_valid_subject(&s), "{}", s);
+                prop_assert_eq!(matches(&p, &s), reference(&p, &s), "{} ~ {}", p, s);
+            }
+
+            #[test]
+            fn a_subject_matches_itself_and_full_wildcard(s in subject()) {
+                prop_assert!(matches(&s, &s));
+                prop_assert!(matches(">", &s));
+            }
+
+            /// Nothing starting with `$`, nor an `_INBOX.` other than the
+            /// reply-to, is ever publishable, whatever the allow list says.
+            #[test]
+            fn system_subjects_are_never_publishable(
+                head in "\\$[A-Z]{1,4}|_INBOX",
+                rest in subject(),
+                allow_all in any::<bool>(),
+            ) {
+                let subject = format!("{head}.{rest}");
+                let allow = vec![">".to_string()];
+                let allow = allow_all.then_some(allow.as_slice());
+                prop_assert!(check_publish(&subject, None, allow).is_err(), "{}", subject);
+                if head.starts_with('$') {
+                    prop_assert!(check_publish(&subject, Some(&subject), allow).is_err());
+                }
+            }
+        }
+    }
 }

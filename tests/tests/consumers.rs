@@ -222,3 +222,29 @@ async fn a_removed_subject_loses_its_consumer_after_its_messages_finish() {
         .collect();
     assert_eq!(left, vec!["in.a".to_string()], "{}", host.log_report());
 }
+
+/// A message whose deliveries never reach a decision (one that drops the
+/// connection, a host killed mid-message) is not delivered forever: the
+/// consumers cap deliveries at `max_attempts` plus a margin, and follow a
+/// changed `max_attempts` on reload.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_bound_deliveries_above_max_attempts() {
+    let (nats, _client, js) = setup().await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest("echo", &manifest(&["in.a"], "max_attempts = 3"));
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let consumer = consumer_of(&js, "IN", "in.a").await;
+    assert_eq!(consumer.cached_info().config.max_deliver, 13, "3 attempts + 10");
+
+    dir.write_manifest("echo", &manifest(&["in.a"], "max_attempts = 4"));
+    host.wait_for_log("plugin reloaded", Some("echo"), WAIT)
+        .await;
+    let after = consumer_of(&js, "IN", "in.a").await;
+    assert_eq!(after.cached_info().name, consumer.cached_info().name);
+    assert_eq!(
+        after.cached_info().config.max_deliver,
+        14,
+        "updated in place\n{}",
+        host.log_report()
+    );
+}

@@ -359,3 +359,141 @@ async fn a_plugin_cannot_publish_under_its_dead_letter_prefix() {
     assert!(letter.error.contains("dead-letter prefix"), "{}", letter.error);
     assert!(pending_message(&mut forged).is_none(), "nothing was published there");
 }
+
+/// `limits.max_output_bytes` counts what an output puts on the wire, headers
+/// included: before, 5 000 bytes of header went out under a 100-byte cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_headers_count_against_max_output_bytes() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "bigout",
+        "[limits]\nmax_output_bytes = 100\n[delivery]\nmax_attempts = 1\n",
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut out = subscribe(&client, "test.bigout.out").await;
+    let mut dead = subscribe(&client, "dlq.test.bigout").await;
+
+    let big = format!("header:X-Big={}", "v".repeat(5000));
+    evhost_tests::publish(&client, "test.bigout", &[], big.as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the refusal of a 5 000-byte header", &host).await;
+    letter.assert_about("test.bigout", "bigout", "invalid-output", 1, &host);
+    assert!(
+        letter.error.contains("max_output_bytes") && letter.error.contains("headers"),
+        "{}",
+        letter.error
+    );
+    assert!(pending_message(&mut out).is_none(), "nothing went out");
+
+    // A small header still fits.
+    evhost_tests::publish(&client, "test.bigout", &[], b"header:X-Small=1").await;
+    let msg = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut out))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the small output did not arrive\n{}", host.log_report()));
+    assert_eq!(
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get("X-Small"))
+            .map(|v| v.as_str()),
+        Some("1")
+    );
+}
+
+/// A guest's log text cannot forge lines of the host's log: a line break in
+/// `log()` text is escaped, not written.
+#[test]
+fn a_guest_cannot_forge_host_log_lines() {
+    let wasm = evhost_tests::wasm("bigout");
+    let forged = "log:paid\nINFO evhost: FORGED plugin reloaded";
+    let out = evhost_tests::evhost(
+        &[
+            "invoke",
+            wasm.to_str().unwrap(),
+            "--subject",
+            "test.bigout",
+            "--payload",
+            forged,
+        ],
+        None,
+    );
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr
+            .lines()
+            .all(|l| !l.trim_start().starts_with("INFO evhost: FORGED")),
+        "a guest line break started a host log line:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(r"paid\nINFO evhost: FORGED"),
+        "the text is logged, escaped:\n{}",
+        out.stderr
+    );
+}
+
+/// A guest that logs in a loop is cut to a rate instead of flooding the
+/// host's log (and its disk).
+#[test]
+fn a_guest_flooding_the_log_is_rate_limited() {
+    let wasm = evhost_tests::wasm("bigout");
+    let out = evhost_tests::evhost(
+        &[
+            "invoke",
+            wasm.to_str().unwrap(),
+            "--subject",
+            "test.bigout",
+            "--payload",
+            "flood:5000",
+        ],
+        None,
+    );
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "{out}");
+    let logged = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("flood line"))
+        .count();
+    assert!(
+        (1..=200).contains(&logged),
+        "{logged} of 5 000 lines were logged; at most 200 a second should be"
+    );
+}
+
+/// Whoever can write to the plugin folder cannot stall the host with a FIFO
+/// named `x.wasm` (reading it blocked the host's main loop, so no plugin was
+/// ever served) or make it follow a symlink: both are refused in one line,
+/// and the other plugins are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_or_symlink_in_the_plugin_folder_is_refused_and_others_serve() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    let fifo = dir.path().join("aaa.wasm");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(evhost_tests::wasm("echo"), dir.path().join("linked.wasm"))
+        .unwrap();
+    dir.add("echo");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    for (plugin, cause) in [("aaa", "not a regular file"), ("linked", "symbolic link")] {
+        let line = host
+            .wait_for_log("plugin rejected", Some(plugin), WAIT)
+            .await;
+        let error = line.field_str("error").unwrap_or_default();
+        assert!(error.contains(cause), "{plugin}: {error}");
+    }
+    let mut out = subscribe(&client, "test.echo.out").await;
+    evhost_tests::publish(&client, "test.echo", &[], b"still serving").await;
+    let reply = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut out))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("echo does not answer\n{}", host.log_report()));
+    assert_eq!(&reply.payload[..], b"still serving");
+}

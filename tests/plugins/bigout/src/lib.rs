@@ -7,6 +7,8 @@
 //! - `wildcard`: one output to `test.bigout.*`;
 //! - `reply`: one output to the input's own reply-to subject;
 //! - `header:NAME=VALUE`: one output to `test.bigout.out` carrying that header;
+//! - `log:TEXT`: logs TEXT (info) and writes it to stderr, no outputs;
+//! - `flood:N`: logs N lines, no outputs;
 //! - anything else: config `count` outputs (default 10000) of config `size`
 //!   bytes (default 16) each, to config `subject` (default `test.bigout.out`).
 
@@ -33,6 +35,21 @@ fn handle(msg: Message, ctx: &Context) -> Result<Vec<Outgoing>, HandlerError> {
             Some(reply) => one(reply),
             None => Err(HandlerError::permanent("bigout: `reply` needs a reply-to")),
         },
+        p if p.starts_with(b"log:") => {
+            let text = String::from_utf8_lossy(&p[4..]);
+            evhost_sdk::log::info(&text);
+            eprintln!("stderr:{text}");
+            Ok(Vec::new())
+        }
+        p if p.starts_with(b"flood:") => {
+            let n: usize = String::from_utf8_lossy(&p[6..])
+                .parse()
+                .map_err(|e| HandlerError::permanent(format!("flood: {e}")))?;
+            for i in 0..n {
+                evhost_sdk::log::info(format!("flood line {i}"));
+            }
+            Ok(Vec::new())
+        }
         p if p.starts_with(b"header:") => {
             let text = String::from_utf8_lossy(&p[7..]).into_owned();
             let (name, value) = text.split_once('=').unwrap_or((text.as_str(), ""));

@@ -1,0 +1,125 @@
+//! The memory a plugin's store may hold: `memory_mb` caps the sum of every
+//! linear memory of the store (a component may have several core instances,
+//! each with its own memory), not each memory alone; and how many memories,
+//! tables and instances one store may create.
+
+/// Memories one store may create (a Rust component has one or two, a
+/// Python or JavaScript one a few).
+pub const MAX_MEMORIES: usize = 10;
+/// Tables one store may create.
+pub const MAX_TABLES: usize = 50;
+/// Core and component instances one store may create.
+pub const MAX_INSTANCES: usize = 100;
+/// Entries one table may hold.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// Caps a store's linear memories at the plugin's `memory_mb` in total, and
+/// remembers when a guest hit the cap so its trap can say so.
+pub struct MemoryCap {
+    limit: usize,
+    /// Bytes of linear memory the store holds, over all its memories.
+    total: usize,
+    /// Set when the guest asked for more than `limit`.
+    pub exceeded: bool,
+}
+
+impl MemoryCap {
+    /// A cap of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        MemoryCap {
+            limit,
+            total: 0,
+            exceeded: false,
+        }
+    }
+
+    /// The cap in MiB, for messages.
+    pub fn limit_mb(&self) -> usize {
+        self.limit >> 20
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    /// Called for a memory's creation too (`current` 0), so `total` counts
+    /// every memory from its first page.
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.exceeded = true;
+            // Trap rather than fail the grow: a Rust guest would abort anyway,
+            // and a trap names the cause.
+            return Err(wasmtime::format_err!(
+                "memory limit of {} MiB exceeded (the plugin asked for {} MiB in all)",
+                self.limit >> 20,
+                total.div_ceil(1 << 20)
+            ));
+        }
+        self.total = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memory_cap_allows_up_to_the_limit_and_traps_beyond() {
+        let mut cap = MemoryCap::new(16 << 20);
+        assert!(cap.memory_growing(0, 16 << 20, None).unwrap());
+        assert!(!cap.exceeded);
+        let err = cap
+            .memory_growing(16 << 20, (16 << 20) + 65536, None)
+            .unwrap_err();
+        assert!(cap.exceeded);
+        assert!(
+            err.to_string().contains("memory limit of 16 MiB exceeded"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_cap_is_on_the_sum_of_a_stores_memories() {
+        let mut cap = MemoryCap::new(64 << 20);
+        // Ten memories of 6 MiB fit in 64 MiB...
+        for _ in 0..10 {
+            assert!(cap.memory_growing(0, 6 << 20, None).unwrap());
+        }
+        // ...growing one of them by 5 MiB does not (65 MiB in all).
+        assert!(cap.memory_growing(6 << 20, 11 << 20, None).is_err());
+        assert!(cap.exceeded);
+        // Growing within what is left still works.
+        let mut cap = MemoryCap::new(64 << 20);
+        assert!(cap.memory_growing(0, 32 << 20, None).unwrap());
+        assert!(cap.memory_growing(0, 16 << 20, None).unwrap());
+        assert!(cap.memory_growing(16 << 20, 32 << 20, None).unwrap());
+        assert!(cap.memory_growing(32 << 20, (32 << 20) + 65536, None).is_err());
+    }
+}
