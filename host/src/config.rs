@@ -74,8 +74,12 @@ pub struct LimitsSection {
     pub recycle_after: Option<u64>,
     /// Most messages one call may return (default 100).
     pub max_outputs: Option<usize>,
-    /// Most payload bytes one call may return, all outputs together (default 1 MiB).
+    /// Most payload and header bytes one call may return, all outputs
+    /// together (default 1 MiB).
     pub max_output_bytes: Option<usize>,
+    /// Lines the plugin may log per second, per host (default 1000; 0: no
+    /// limit).
+    pub log_lines_per_second: Option<u32>,
     /// Outbound HTTP: time to open a connection (default 5000).
     pub http_connect_timeout_ms: Option<u64>,
     /// Outbound HTTP: time to a response's head (default 10000).
@@ -225,8 +229,10 @@ pub struct PluginSettings {
     pub recycle_after: u64,
     /// Most outputs per call.
     pub max_outputs: usize,
-    /// Most output payload bytes per call.
+    /// Most output payload and header bytes per call.
     pub max_output_bytes: usize,
+    /// Guest log lines per second (`u32::MAX`: no limit).
+    pub log_lines_per_second: u32,
     /// Deliveries before giving up on transient failures.
     pub max_attempts: u32,
     /// Delay before each retry.
@@ -380,6 +386,10 @@ impl Manifest {
             recycle_after: l.recycle_after.unwrap_or(10_000).max(1),
             max_outputs: l.max_outputs.unwrap_or(100),
             max_output_bytes: l.max_output_bytes.unwrap_or(1024 * 1024),
+            log_lines_per_second: match l.log_lines_per_second.unwrap_or(1000) {
+                0 => u32::MAX,
+                n => n,
+            },
             max_attempts,
             backoff,
             dead_letter_prefix,

@@ -2,8 +2,9 @@
 //! it writes to stdout and stderr. Each becomes one log event tagged with
 //! the plugin; control characters are escaped (a newline in guest text
 //! cannot forge a line of the host's), text is cut at [`MAX_LINE`] bytes,
-//! and a plugin gets at most [`LINES_PER_SECOND`] lines a second, shared by
-//! all its instances; the next line let through says how many were left out.
+//! and a plugin gets at most `limits.log_lines_per_second` lines a second
+//! (1000 by default), shared by all its instances; the next line let
+//! through says how many were left out (`dropped`).
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -16,9 +17,6 @@ use crate::log_limit::LogLimit;
 /// Longest guest text written to the log; the rest is cut.
 pub const MAX_LINE: usize = 4096;
 
-/// Lines a plugin may log per second (over all its instances).
-pub const LINES_PER_SECOND: u32 = 200;
-
 /// Where a plugin's log lines go. Cheap to clone: every store of one plugin
 /// version shares the rate limit.
 #[derive(Clone)]
@@ -28,12 +26,12 @@ pub struct GuestLog {
 }
 
 impl GuestLog {
-    /// The log of plugin `plugin`.
-    pub fn new(plugin: Arc<str>) -> Self {
+    /// The log of plugin `plugin`, at most `per_second` lines a second.
+    pub fn new(plugin: Arc<str>, per_second: u32) -> Self {
         GuestLog {
             plugin,
             limit: Arc::new(Mutex::new(LogLimit::new(
-                LINES_PER_SECOND,
+                per_second,
                 Duration::from_secs(1),
             ))),
         }

@@ -177,9 +177,11 @@ async fn pull_all(binding: &Binding, batch: usize) -> anyhow::Result<Messages> {
 /// Lanes pulling from one binding with one concurrency.
 struct Lanes {
     binding: Arc<Binding>,
-    /// What the binding was made for: a change of either rebinds.
+    /// What the binding was made for: a change of any rebinds.
     subjects: Vec<String>,
     settings: JetStreamSettings,
+    /// The consumers' `max_deliver` follows it.
+    max_attempts: u32,
     concurrency: usize,
     stop: CancellationToken,
     running: TaskTracker,
@@ -224,6 +226,7 @@ impl Lanes {
             binding,
             subjects: plugin.subjects.clone(),
             settings: settings.clone(),
+            max_attempts: plugin.settings.max_attempts,
             concurrency,
             stop,
             running,
@@ -287,7 +290,9 @@ pub async fn serve(
         let Some(settings) = current.settings.jetstream.clone() else {
             continue;
         };
-        let rebind = current.subjects != lanes.subjects || settings != lanes.settings;
+        let rebind = current.subjects != lanes.subjects
+            || settings != lanes.settings
+            || current.settings.max_attempts != lanes.max_attempts;
         if !rebind && current.settings.concurrency == lanes.concurrency {
             continue;
         }

@@ -154,7 +154,7 @@ mod tests {
     fn stderr_tail_finds_the_panic_message() {
         let tail = StderrTail::default();
         let out = GuestOutput {
-            log: GuestLog::new(Arc::from("p")),
+            log: GuestLog::new(Arc::from("p"), 1000),
             stream: "stderr",
             tail: Some(tail.clone()),
         };

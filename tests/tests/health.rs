@@ -2,12 +2,10 @@
 //! plugins are loading or NATS is down, ready once every plugin is served
 //! and again after NATS comes back; healthy throughout.
 
-use std::ffi::CString;
-use std::io::Write as _;
-use std::os::unix::ffi::OsStrExt as _;
 use std::time::{Duration, Instant};
 
-use evhost_tests::{Host, NatsServer, PluginDir, WAIT, connect, echo_roundtrip, free_port, wasm};
+use evhost_tests::python::python_wasm;
+use evhost_tests::{Host, NatsServer, PluginDir, WAIT, connect, echo_roundtrip, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` at `addr`: the status code and body, or `None` while nothing
@@ -48,51 +46,20 @@ async fn wait_for_answer(addr: &str, path: &str, code: u16, body: &str, host: &H
     );
 }
 
-/// Makes a named pipe at `path`: reading it blocks until a writer comes.
-fn mkfifo(path: &std::path::Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).expect("a path without NUL");
-    // SAFETY: a valid NUL-terminated path.
-    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
-    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
-}
-
-/// Opens the pipe for writing once the host has it open for reading
-/// (failing after [`WAIT`] rather than blocking for ever).
-async fn open_writer(path: &std::path::Path) -> std::fs::File {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    use std::os::unix::io::AsRawFd as _;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-        {
-            Ok(file) => {
-                // Blocking writes from here on.
-                // SAFETY: fcntl on a descriptor this function owns.
-                let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
-                assert_eq!(rc, 0, "fcntl: {}", std::io::Error::last_os_error());
-                return file;
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("the host never opened the plugin pipe for reading: {e}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_follows_loading_and_the_nats_connection_while_healthz_stays_up() {
     let mut nats = NatsServer::start();
     let dir = PluginDir::new();
-    // echo.wasm is a named pipe: the host's first load waits on it until the
-    // test writes the plugin, so "loading" is a state the test can see.
-    let pipe = dir.wasm_path("echo");
-    mkfifo(&pipe);
+    dir.add("echo");
+    // A Python component takes seconds to compile (with the compiled-code
+    // cache off), so "loading" is a state the test can see.
+    dir.add_as("echo-py", &python_wasm("echo-py"));
     let addr = format!("127.0.0.1:{}", free_port());
-    let host = Host::start(&dir.path(), &nats.url(), &["--metrics", &addr]);
+    let host = Host::start(
+        &dir.path(),
+        &nats.url(),
+        &["--metrics", &addr, "--no-compile-cache"],
+    );
 
     wait_for_answer(&addr, "/healthz", 200, "ok\n", &host).await;
     wait_for_answer(&addr, "/readyz", 503, "not ready: loading plugins\n", &host).await;
@@ -103,17 +70,8 @@ async fn readyz_follows_loading_and_the_nats_connection_while_healthz_stays_up()
         host.log_report()
     );
 
-    // Hand the plugin over: open the pipe (the host is reading it), put a
-    // regular copy in its place so later reads see a file, then write.
-    let bytes = std::fs::read(wasm("echo")).expect("read echo.wasm");
-    let mut writer = open_writer(&pipe).await;
-    dir.write_atomic("echo.wasm", &bytes);
-    writer
-        .write_all(&bytes)
-        .expect("write the plugin into the pipe");
-    drop(writer);
-
-    host.wait_for_log("host ready", None, WAIT).await;
+    host.wait_for_log("host ready", None, Duration::from_secs(120))
+        .await;
     wait_for_answer(&addr, "/readyz", 200, "ready\n", &host).await;
     let client = connect(&nats.url()).await;
     assert_eq!(echo_roundtrip(&client, &host, "ready").await, "1");
