@@ -139,7 +139,9 @@ impl<'a> DeadLetter<'a> {
         }
         headers.insert(PAYLOAD_TRUNCATED, payload.len().to_string().as_str());
         if !fits(&headers, 0) {
-            let dropped: usize = self.headers.map_or(0, |h| h.iter().map(|(_, v)| v.len()).sum());
+            let dropped: usize = self
+                .headers
+                .map_or(0, |h| h.iter().map(|(_, v)| v.len()).sum());
             headers = HeaderMap::new();
             self.add_own(&mut headers);
             headers.insert(HEADERS_DROPPED, dropped.to_string().as_str());
@@ -314,7 +316,10 @@ mod tests {
 
     #[test]
     fn control_headers_are_renamed() {
-        assert_eq!(kept_name("nats-msg-id").as_deref(), Some("Evhost-Kept-nats-msg-id"));
+        assert_eq!(
+            kept_name("nats-msg-id").as_deref(),
+            Some("Evhost-Kept-nats-msg-id")
+        );
         assert_eq!(kept_name("traceparent"), None);
     }
 
@@ -333,8 +338,16 @@ mod tests {
         let payload = Bytes::from(vec![b'x'; max]);
         let (headers, body) = letter(None).message(&payload, max);
         assert!(wire_len(&headers) + body.len() <= max);
-        assert!(body.len() > max / 2, "as much as fits is kept: {}", body.len());
-        assert_eq!(body, payload.slice(..body.len()), "the leading bytes, unchanged");
+        assert!(
+            body.len() > max / 2,
+            "as much as fits is kept: {}",
+            body.len()
+        );
+        assert_eq!(
+            body,
+            payload.slice(..body.len()),
+            "the leading bytes, unchanged"
+        );
         assert_eq!(
             headers.get(PAYLOAD_TRUNCATED).map(|v| v.as_str()),
             Some("4096")

@@ -120,6 +120,9 @@ mod tests {
         assert!(cap.memory_growing(0, 32 << 20, None).unwrap());
         assert!(cap.memory_growing(0, 16 << 20, None).unwrap());
         assert!(cap.memory_growing(16 << 20, 32 << 20, None).unwrap());
-        assert!(cap.memory_growing(32 << 20, (32 << 20) + 65536, None).is_err());
+        assert!(
+            cap.memory_growing(32 << 20, (32 << 20) + 65536, None)
+                .is_err()
+        );
     }
 }

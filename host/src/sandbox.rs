@@ -86,7 +86,8 @@ impl GuestOutput {
             if let Some(tail) = &self.tail {
                 tail.push(&text);
             }
-            self.log.write(tracing::Level::INFO, Some(self.stream), &text);
+            self.log
+                .write(tracing::Level::INFO, Some(self.stream), &text);
         }
     }
 }

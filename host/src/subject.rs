@@ -187,7 +187,10 @@ pub fn check_publish(
         while !subject.is_char_boundary(cut) {
             cut -= 1;
         }
-        return Err(PublishDenied::TooLong(subject[..cut].to_string(), subject.len()));
+        return Err(PublishDenied::TooLong(
+            subject[..cut].to_string(),
+            subject.len(),
+        ));
     }
     if !is_valid_subject(subject) {
         return Err(PublishDenied::Invalid(subject.to_string()));

@@ -234,7 +234,11 @@ async fn consumers_bound_deliveries_above_max_attempts() {
     dir.add_with_manifest("echo", &manifest(&["in.a"], "max_attempts = 3"));
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     let consumer = consumer_of(&js, "IN", "in.a").await;
-    assert_eq!(consumer.cached_info().config.max_deliver, 13, "3 attempts + 10");
+    assert_eq!(
+        consumer.cached_info().config.max_deliver,
+        13,
+        "3 attempts + 10"
+    );
 
     dir.write_manifest("echo", &manifest(&["in.a"], "max_attempts = 4"));
     host.wait_for_log("plugin reloaded", Some("echo"), WAIT)

@@ -333,7 +333,10 @@ async fn an_oversized_dead_letter_is_cut_to_fit_and_says_so() {
     let body = letter.message.payload.as_ref();
     assert!(body.len() > max / 2, "{} bytes kept", body.len());
     assert_eq!(body, &payload[..body.len()], "the leading bytes, unchanged");
-    assert_eq!(host.count_logs("dead letter lost: NATS refused it ten times", None), 0);
+    assert_eq!(
+        host.count_logs("dead letter lost: NATS refused it ten times", None),
+        0
+    );
 }
 
 /// A plugin may not write into dead-letter subjects: its output would pass
@@ -356,8 +359,15 @@ async fn a_plugin_cannot_publish_under_its_dead_letter_prefix() {
         .expect("publish");
     let letter = next_dead_letter(&mut dead, "the refused output's dead letter", &host).await;
     assert_eq!(letter.kind, "invalid-output", "{}", letter.error);
-    assert!(letter.error.contains("dead-letter prefix"), "{}", letter.error);
-    assert!(pending_message(&mut forged).is_none(), "nothing was published there");
+    assert!(
+        letter.error.contains("dead-letter prefix"),
+        "{}",
+        letter.error
+    );
+    assert!(
+        pending_message(&mut forged).is_none(),
+        "nothing was published there"
+    );
 }
 
 /// `limits.max_output_bytes` counts what an output puts on the wire, headers
@@ -459,8 +469,8 @@ fn a_guest_flooding_the_log_is_rate_limited() {
         .filter(|l| l.contains("flood line"))
         .count();
     assert!(
-        (1..=200).contains(&logged),
-        "{logged} of 5 000 lines were logged; at most 200 a second should be"
+        (1..=1000).contains(&logged),
+        "{logged} of 5 000 lines were logged; at most 1 000 a second should be"
     );
 }
 
@@ -477,8 +487,7 @@ async fn a_fifo_or_symlink_in_the_plugin_folder_is_refused_and_others_serve() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    std::os::unix::fs::symlink(evhost_tests::wasm("echo"), dir.path().join("linked.wasm"))
-        .unwrap();
+    std::os::unix::fs::symlink(evhost_tests::wasm("echo"), dir.path().join("linked.wasm")).unwrap();
     dir.add("echo");
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     for (plugin, cause) in [("aaa", "not a regular file"), ("linked", "symbolic link")] {
