@@ -250,6 +250,56 @@ pub struct PluginSettings {
     pub capabilities: crate::capabilities::Capabilities,
 }
 
+impl ManifestError {
+    /// `self`, for the manifest `text`, with the line and column of the
+    /// value it is about: a value out of range says where it is, as a
+    /// syntax error does. Left as it is when the key is not in `text`
+    /// (a default, or a `--config` given on the command line).
+    pub fn located(self, text: &str) -> Self {
+        match self {
+            ManifestError::Invalid(message) => match key_position(text, &message) {
+                Some((line, column)) => ManifestError::Syntax {
+                    line,
+                    column,
+                    message,
+                },
+                None => ManifestError::Invalid(message),
+            },
+            other => other,
+        }
+    }
+
+    /// The error as `FILE:LINE:COLUMN: message` (or `FILE: message` when it
+    /// has no position), the form compilers use.
+    pub fn in_file(&self, file: &Path) -> String {
+        match self {
+            ManifestError::Syntax { .. } => format!("{}:{self}", file.display()),
+            ManifestError::Invalid(_) => format!("{}: {self}", file.display()),
+        }
+    }
+}
+
+/// Where in `text` the value of the key that `message` is about lies: the
+/// message starts with the key's dotted path (`limits.timeout_ms must…`,
+/// `subjects: …`).
+fn key_position(text: &str, message: &str) -> Option<(usize, usize)> {
+    let path = message.split([' ', ':']).next()?;
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (_, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        if parts.peek().is_none() {
+            return Some(line_column(text, value.span().start));
+        }
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => table = inner,
+            _ => return None,
+        }
+    }
+    None
+}
+
 impl Manifest {
     /// Parses manifest text. Errors carry the line and column.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
@@ -565,6 +615,27 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_out_of_range_says_where_it_is() {
+        let text = "[config]\nx = 1\n\n[limits]\nconcurrency = 4\ntimeout_ms = 0\n";
+        let err = Manifest::parse(text)
+            .unwrap()
+            .resolve("p")
+            .unwrap_err()
+            .located(text);
+        assert_eq!(
+            err.to_string(),
+            "6:14: limits.timeout_ms must be at least 1",
+            "{err:?}"
+        );
+        // A key not in the text (a default) keeps the bare message.
+        let err = ManifestError::Invalid("delivery.stream is missing".into()).located(text);
+        assert_eq!(err.to_string(), "delivery.stream is missing");
+        let text = "subjects = [\"$SYS.>\"]\n";
+        let err = Manifest::parse(text).unwrap().resolve("p").unwrap_err().located(text);
+        assert!(err.to_string().starts_with("1:12: subjects:"), "{err}");
+    }
 
     #[test]
     fn empty_manifest_gives_defaults() {

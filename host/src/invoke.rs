@@ -68,7 +68,13 @@ async fn load(
     }
     let name = plugin_name(wasm_path);
     let settings = manifest.resolve(&name).map_err(|e| match manifest_path {
-        Some(p) => anyhow::anyhow!("{}: {e}", p.display()),
+        Some(p) => {
+            let e = match std::fs::read_to_string(p) {
+                Ok(text) => e.located(&text),
+                Err(_) => e,
+            };
+            anyhow::anyhow!("{}", e.in_file(p))
+        }
         None => anyhow::anyhow!("{e}"),
     })?;
     let runtime = Runtime::new(RuntimeOptions::default())?;

@@ -203,6 +203,10 @@ impl Registry {
         let settings = match manifest.resolve(name) {
             Ok(s) => s,
             Err(e) => {
+                let e = match plugin_file::read(&manifest_file, plugin_file::MAX_MANIFEST_BYTES) {
+                    Ok(bytes) => e.located(&String::from_utf8_lossy(&bytes)),
+                    Err(_) => e,
+                };
                 tracing::error!(plugin = name, file = %manifest_file.display(), error = %e, "plugin rejected");
                 return;
             }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use base64::Engine;
 use evhost_tests::{
-    CliOutput, NatsServer, PluginDir, WAIT, evhost, evhost_with_timeout, free_port,
+    CliOutput, Host, NatsServer, PluginDir, WAIT, evhost, evhost_with_timeout, free_port,
     mentions_line_column, wasm,
 };
 use serde_json::Value;
@@ -413,6 +413,40 @@ fn check_reports_a_manifest_type_error_with_line_and_column() {
     assert!(
         mentions_line_column(&out.stderr, 4),
         "points at line 4 with a column:\n{out}"
+    );
+}
+
+/// A value of the right type but out of range is located like a syntax
+/// error: `FILE:LINE:COLUMN: message`, by `check` and in the host's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_value_out_of_range_is_reported_with_line_and_column() {
+    let text = "subjects = [\"a.b\"]\n\n[limits]\nconcurrency = 4\ntimeout_ms = 0\n";
+    let dir = PluginDir::new();
+    dir.add_with_manifest("echo", text);
+    let wasm_path = dir.wasm_path("echo");
+    let manifest = dir.manifest_path("echo");
+    let out = evhost(
+        &[
+            "check",
+            path_str(&wasm_path),
+            "--manifest",
+            path_str(&manifest),
+        ],
+        None,
+    );
+    assert_code(&out, 1);
+    assert_one_line_error_naming(&out, "echo.toml:5:14: limits.timeout_ms must be at least 1");
+
+    let nats = NatsServer::start();
+    let host = Host::start(&dir.path(), &nats.url(), &[]);
+    let line = host
+        .wait_for_log("plugin rejected", Some("echo"), WAIT)
+        .await;
+    assert_eq!(
+        line.field_str("error").as_deref(),
+        Some("5:14: limits.timeout_ms must be at least 1"),
+        "{}",
+        host.log_report()
     );
 }
 
