@@ -633,7 +633,11 @@ mod tests {
         let err = ManifestError::Invalid("delivery.stream is missing".into()).located(text);
         assert_eq!(err.to_string(), "delivery.stream is missing");
         let text = "subjects = [\"$SYS.>\"]\n";
-        let err = Manifest::parse(text).unwrap().resolve("p").unwrap_err().located(text);
+        let err = Manifest::parse(text)
+            .unwrap()
+            .resolve("p")
+            .unwrap_err()
+            .located(text);
         assert!(err.to_string().starts_with("1:12: subjects:"), "{err}");
     }
 
