@@ -1,0 +1,6 @@
+// echo-js, version 2 (see ../echo.js).
+import { register } from "../echo.js";
+
+export { subscriptions, handle } from "../../../../js-sdk/src/index.js";
+
+register("2");
