@@ -147,6 +147,11 @@ pub fn resolve(caps: &CapabilitiesSection, limits: &LimitsSection) -> Result<Cap
                 "capabilities.keyvalue: {bucket:?} is not a valid bucket name (letters, digits, - and _)"
             ));
         }
+        if bucket == crate::config::DEFAULT_DEDUP_BUCKET {
+            return Err(format!(
+                "capabilities.keyvalue: {bucket:?} is the host's bucket of handled event ids; a plugin writing it could mark events as handled"
+            ));
+        }
     }
     let kv_max_value_bytes = match limits.kv_max_value_bytes {
         Some(0) => return Err("limits.kv_max_value_bytes must be at least 1".into()),
@@ -227,6 +232,15 @@ mod tests {
             resolve(&bucket, &LimitsSection::default())
                 .unwrap_err()
                 .contains("a.b")
+        );
+        let dedup = CapabilitiesSection {
+            keyvalue: Some(vec!["evhost-dedup".into()]),
+            ..Default::default()
+        };
+        assert!(
+            resolve(&dedup, &LimitsSection::default())
+                .unwrap_err()
+                .contains("handled event ids")
         );
     }
 }

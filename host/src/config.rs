@@ -250,6 +250,10 @@ pub struct PluginSettings {
     pub capabilities: crate::capabilities::Capabilities,
 }
 
+/// The key-value bucket of handled event ids, unless `delivery.dedup_bucket`
+/// names another; never grantable to a plugin.
+pub const DEFAULT_DEDUP_BUCKET: &str = "evhost-dedup";
+
 impl ManifestError {
     /// `self`, for the manifest `text`, with the line and column of the
     /// value it is about: a value out of range says where it is, as a
@@ -544,7 +548,7 @@ impl Manifest {
         let dedup_bucket = d
             .dedup_bucket
             .clone()
-            .unwrap_or_else(|| "evhost-dedup".into());
+            .unwrap_or_else(|| DEFAULT_DEDUP_BUCKET.into());
         if !valid_name(&dedup_bucket) {
             return invalid(format!(
                 "delivery.dedup_bucket {dedup_bucket:?} is not a valid bucket name"

@@ -75,6 +75,8 @@ pub struct KvAccess {
     pub backend: Backend,
     pub granted: Arc<[String]>,
     pub max_value_bytes: usize,
+    /// Paces the warnings about refused buckets (a guest may loop on one).
+    pub refused: Arc<std::sync::Mutex<crate::log_limit::LogLimit>>,
 }
 
 /// An open bucket (the `bucket` resource).
@@ -237,7 +239,12 @@ impl store::Host for State {
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Handle>, Error>> {
         if !self.kv.granted.contains(&identifier) {
-            tracing::warn!(plugin = %self.plugin, bucket = %identifier, "key-value bucket refused: not in the plugin's [capabilities] keyvalue list");
+            let logged = self.kv.refused.lock().unwrap().admit(std::time::Instant::now());
+            if let Some(suppressed) = logged {
+                // The name is the guest's: escaped, so it cannot forge a line.
+                let bucket = crate::guest_log::clean(&identifier);
+                tracing::warn!(plugin = %self.plugin, %bucket, suppressed, "key-value bucket refused: not in the plugin's [capabilities] keyvalue list");
+            }
             return Ok(Err(Error::NoSuchStore));
         }
         let handle = match self.kv.backend.open(&identifier).await {

@@ -16,7 +16,7 @@ use wasmtime::component::{Component, ComponentExportIndex, Instance};
 
 use crate::config::{Isolation, PluginSettings};
 use crate::errors::one_line;
-use crate::guest_log::GuestLog;
+use crate::guest_log::{GuestLog, clean};
 use crate::idempotency::KeySource;
 use crate::keyvalue::{Backend, KvAccess};
 use crate::outbound_http::HttpPolicy;
@@ -104,6 +104,7 @@ impl Plugin {
             backend: kv.clone(),
             granted: settings.capabilities.keyvalue.clone().into(),
             max_value_bytes: settings.capabilities.kv_max_value_bytes,
+            refused: Arc::default(),
         };
         let version = version_of(&wasm);
         let http = Arc::new(HttpPolicy::new(
@@ -279,8 +280,14 @@ impl Plugin {
             Ok(Ok(outputs)) => self
                 .check_outputs(&outputs, message.reply_to)
                 .map(|()| outputs),
-            Ok(Err(HandlerError::Transient(m))) => Err(Failure::new(FailureKind::Transient, m)),
-            Ok(Err(HandlerError::Permanent(m))) => Err(Failure::new(FailureKind::Permanent, m)),
+            // The guest's words go into log lines and dead-letter headers:
+            // one line, control characters escaped, bounded.
+            Ok(Err(HandlerError::Transient(m))) => {
+                Err(Failure::new(FailureKind::Transient, clean(&m)))
+            }
+            Ok(Err(HandlerError::Permanent(m))) => {
+                Err(Failure::new(FailureKind::Permanent, clean(&m)))
+            }
             Err(err) => {
                 let state = warm.store.data();
                 return Err(if state.timed_out {
