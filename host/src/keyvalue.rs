@@ -239,7 +239,12 @@ impl store::Host for State {
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Handle>, Error>> {
         if !self.kv.granted.contains(&identifier) {
-            let logged = self.kv.refused.lock().unwrap().admit(std::time::Instant::now());
+            let logged = self
+                .kv
+                .refused
+                .lock()
+                .unwrap()
+                .admit(std::time::Instant::now());
             if let Some(suppressed) = logged {
                 // The name is the guest's: escaped, so it cannot forge a line.
                 let bucket = crate::guest_log::clean(&identifier);
