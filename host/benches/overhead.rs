@@ -1541,7 +1541,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Some((label, case))) => (Some(label.to_string()), Some(Case::named(case)?)),
         _ => (only, None),
     };
-    let server = DevServer::start(None)?;
+    let server = DevServer::start(None, 0)?;
     let plugins = build_plugins()?;
     let bench = Bench {
         url: server.url.clone(),

@@ -150,6 +150,12 @@ fn own_process_group(command: &mut std::process::Command) {
     }
 }
 
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,11 +165,5 @@ mod tests {
         assert_eq!(choose_port(4222, |_| true, || 5000), 4222);
         assert_eq!(choose_port(4222, |_| false, || 5000), 5000);
         assert_eq!(choose_port(0, |_| true, || 5000), 5000);
-    }
-}
-
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -1,4 +1,5 @@
-//! The `evhost` command line: `run`, `dev`, `invoke`, `check`, `pub` and `dlq`.
+//! The `evhost` command line: `run`, `dev`, `invoke`, `check`, `pub`, `dlq`,
+//! `build` and `new`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,6 +111,30 @@ enum Command {
         /// The plugin's manifest.
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
+    },
+    /// Build a handler project (Rust crate, Python app, JavaScript package) into NAME.wasm.
+    Build {
+        /// The project's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write the component here (default: DIR/NAME.wasm).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Start a handler project from a template.
+    New {
+        /// The plugin's name (lowercase letters, digits, - and _).
+        name: String,
+        /// The handler's language.
+        #[arg(long, value_enum)]
+        lang: evhost::scaffold::Lang,
+        /// Create the project in this folder.
+        #[arg(long, value_name = "PARENT", default_value = ".")]
+        dir: PathBuf,
+        /// The evhost repository whose SDK the project uses (default:
+        /// EVHOST_SDK_PATH, else the clone this evhost was built in).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
     },
 }
 
@@ -386,6 +411,32 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
         }
         Command::Check { wasm, manifest } => {
             invoke::check(&wasm, manifest.as_deref()).await?;
+            Ok(0)
+        }
+        Command::Build { dir, out } => {
+            let built = tokio::task::spawn_blocking(move || {
+                evhost::plugin_build::build(&dir, out.as_deref())
+            })
+            .await??;
+            eprintln!("built {}", built.display());
+            Ok(0)
+        }
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let made = evhost::scaffold::new_project(&name, lang, &dir, sdk.as_deref())?;
+            eprintln!(
+                "created {}: `evhost build {}`, then `evhost invoke {}/{name}.wasm --subject {} --payload @{}/events/{}.json`",
+                made.display(),
+                made.display(),
+                made.display(),
+                evhost::scaffold::SAMPLE_SUBJECT,
+                made.display(),
+                evhost::scaffold::SAMPLE_SUBJECT,
+            );
             Ok(0)
         }
     }
