@@ -20,7 +20,7 @@ use futures::stream::SelectAll;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
+use tracing::{Instrument, field};
 
 use crate::bus;
 use crate::config::JetStreamSettings;
@@ -440,8 +440,19 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
             return;
         }
     };
-    let span = tracing::debug_span!("message", plugin = %plugin.name, subject = %msg.subject, attempt, stream = %stream, seq);
-    async {
+    let span = tracing::debug_span!(
+        "message",
+        plugin = %plugin.name,
+        subject = %msg.subject,
+        attempt,
+        stream = %stream,
+        seq,
+        outcome = field::Empty,
+        duration_us = field::Empty,
+    );
+    // Timed only when someone listens, as on core NATS.
+    let started = (!span.is_disabled()).then(Instant::now);
+    let outcome: &'static str = async {
         // A JetStream message's reply subject is its ack subject, not a
         // requester: the handler must not see it (or be allowed to publish there).
         // The key is made from the dedup id, read from the message as the
@@ -457,14 +468,14 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
                     tracing::info!(plugin = %plugin.name, id = id.as_deref().unwrap_or(""), "duplicate: already handled; acking");
                     ack(&msg).await;
                     slot.counters.duplicate();
-                    return;
+                    return "duplicate";
                 }
                 Ok(None) => {}
                 Err(err) => {
                     let delay = plugin.settings.backoff.delay(attempt, rand::random::<f64>());
                     tracing::warn!(plugin = %plugin.name, error = %err, "cannot read the dedup bucket; retrying later");
                     let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
-                    return;
+                    return "nak";
                 }
             }
         }
@@ -488,7 +499,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
                         }
                         ack(&msg).await;
                         slot.counters.handled();
-                        return;
+                        return "ok";
                     }
                     Err(err) => Failure::new(FailureKind::Transient, format!("cannot publish outputs: {err}")),
                 }
@@ -502,6 +513,7 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
                 if let Err(err) = msg.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(error = %err, "cannot NAK; the server redelivers after ack_wait");
                 }
+                "retry"
             }
             Decision::DeadLetter(kind) => {
                 let letter = DeadLetter::of(&plugin, &msg.message, kind, &failure.message, attempt, Some((stream, seq)));
@@ -513,19 +525,25 @@ async fn handle(client: &Client, binding: &Binding, slot: &Slot, msg: jetstream:
                             tracing::warn!(error = %err, "cannot TERM a dead-lettered message");
                         }
                         slot.counters.dead_lettered(kind);
+                        kind.as_str()
                     }
                     Err(err) => {
                         // Never lose it: leave it to be delivered again.
                         let delay = plugin.settings.backoff.delay(attempt, rand::random::<f64>());
                         tracing::error!(error = %err, dead_letter = %subject, "cannot publish the dead letter; NAK");
                         let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                        "nak"
                     }
                 }
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await;
+    if let Some(started) = started {
+        span.record("outcome", outcome);
+        span.record("duration_us", started.elapsed().as_micros() as u64);
+    }
 }
 
 /// Acks the input. Its outputs are already stored (publish acks awaited) and
