@@ -41,6 +41,9 @@ pub struct Registry {
     /// Keep every plugin's dead letters in a stream, made when none does
     /// (`evhost dev`).
     dead_letter_streams: bool,
+    /// Plugins whose files were last rejected, so the fix is logged even
+    /// when it brings back the version still serving.
+    rejected: std::collections::HashSet<String>,
 }
 
 /// The files of plugin `name` in `dir`.
@@ -88,6 +91,7 @@ impl Registry {
             metrics,
             plugins: HashMap::new(),
             dead_letter_streams: false,
+            rejected: Default::default(),
         }
     }
 
@@ -189,6 +193,7 @@ impl Registry {
             }
             Err(e) => {
                 tracing::error!(plugin = name, file = %wasm_file.display(), error = %e, "plugin rejected");
+                self.rejected.insert(name.to_string());
                 return;
             }
         };
@@ -197,6 +202,7 @@ impl Registry {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(plugin = name, file = %manifest_file.display(), error = crate::errors::one_line(&format!("{e:#}")), "plugin rejected");
+                self.rejected.insert(name.to_string());
                 return;
             }
         };
@@ -208,6 +214,7 @@ impl Registry {
                     Err(_) => e,
                 };
                 tracing::error!(plugin = name, file = %manifest_file.display(), error = %e, "plugin rejected");
+                self.rejected.insert(name.to_string());
                 return;
             }
         };
@@ -219,8 +226,13 @@ impl Registry {
             && old.version == crate::plugin::version_of(&wasm)
             && *old_manifest == manifest
         {
-            return; // touched, not changed
+            // Touched, not changed; or put back as it was after a rejection.
+            if self.rejected.remove(name) {
+                tracing::info!(plugin = name, version = %old.version, "plugin files valid again; the version serving is unchanged");
+            }
+            return;
         }
+        self.rejected.remove(name);
         let changed = match &previous {
             None => "new",
             Some((old, old_manifest)) => {
@@ -248,11 +260,13 @@ impl Registry {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 tracing::error!(plugin = name, file = %wasm_file.display(), error = crate::errors::one_line(&format!("{e:#}")), "plugin rejected");
+                self.rejected.insert(name.to_string());
                 return;
             }
         };
         if let Err(err) = self.ensure_dead_letter_stream(&plugin).await {
             tracing::error!(plugin = name, file = %manifest_file.display(), error = crate::errors::one_line(&format!("{err:#}")), "plugin rejected");
+            self.rejected.insert(name.to_string());
             return;
         }
         self.install(plugin, manifest, changed).await;

@@ -239,6 +239,31 @@ async fn garbage_wasm_is_rejected_and_the_old_version_keeps_serving() {
     assert_eq!(echo_roundtrip(&client, &host, "after the fix").await, "2");
 }
 
+/// Putting the serving version's file back after a rejection changes
+/// nothing that is served, and says so: the operator sees the fix taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn putting_the_old_file_back_after_a_rejection_is_logged() {
+    let nats = NatsServer::start();
+    let dir = PluginDir::new();
+    dir.add("echo");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+
+    let before = rejections(&host);
+    dir.write_atomic("echo.wasm", b"not a component");
+    expect_rejected(&host, "echo.wasm", before).await;
+    dir.write_atomic("echo.wasm", &std::fs::read(wasm("echo")).unwrap());
+    let line = host
+        .wait_for_log(
+            "plugin files valid again; the version serving is unchanged",
+            Some("echo"),
+            WAIT,
+        )
+        .await;
+    assert!(line.field("version").is_some(), "{}", line.raw);
+    assert_eq!(echo_roundtrip(&client, &host, "after the fix").await, "1");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn truncated_wasm_is_rejected_and_the_old_version_keeps_serving() {
     let nats = NatsServer::start();
