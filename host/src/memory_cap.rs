@@ -1,7 +1,8 @@
 //! The memory a plugin's store may hold: `memory_mb` caps the sum of every
 //! linear memory of the store (a component may have several core instances,
-//! each with its own memory), not each memory alone; and how many memories,
-//! tables and instances one store may create.
+//! each with its own memory), not each memory alone; how many memories,
+//! tables and instances one store may create; and how much of the shared
+//! instance pool one plugin may hold ([`check_pool_share`]).
 
 /// Memories one store may create (a Rust component has one or two, a
 /// Python or JavaScript one a few).
@@ -19,6 +20,8 @@ pub struct MemoryCap {
     limit: usize,
     /// Bytes of linear memory the store holds, over all its memories.
     total: usize,
+    /// Linear memories the store has made.
+    memories: usize,
     /// Set when the guest asked for more than `limit`.
     pub exceeded: bool,
 }
@@ -29,8 +32,15 @@ impl MemoryCap {
         MemoryCap {
             limit,
             total: 0,
+            memories: 0,
             exceeded: false,
         }
+    }
+
+    /// How many linear memories the store has made (one instance of the
+    /// component, once instantiated).
+    pub fn memories(&self) -> usize {
+        self.memories
     }
 
     /// The cap in MiB, for messages.
@@ -60,6 +70,9 @@ impl wasmtime::ResourceLimiter for MemoryCap {
             ));
         }
         self.total = total;
+        if current == 0 {
+            self.memories += 1;
+        }
         Ok(true)
     }
 
@@ -83,6 +96,31 @@ impl wasmtime::ResourceLimiter for MemoryCap {
     fn memories(&self) -> usize {
         MAX_MEMORIES
     }
+}
+
+/// Whether a plugin whose instance makes `memories` linear memories can run
+/// `concurrency` instances at once within its share of a pool of
+/// `pool_memories` memories and `pool_instances` instances: at most half of
+/// either, so one plugin cannot starve the others (whose messages would
+/// otherwise fail for want of a slot). The error says what to lower.
+pub fn check_pool_share(
+    memories: usize,
+    concurrency: usize,
+    pool_memories: usize,
+    pool_instances: usize,
+) -> Result<(), String> {
+    let (memory_share, instance_share) = (pool_memories / 2, pool_instances / 2);
+    let per_instance = memories.max(1);
+    if per_instance * concurrency <= memory_share && concurrency <= instance_share {
+        return Ok(());
+    }
+    let most = (memory_share / per_instance).min(instance_share);
+    Err(format!(
+        "limits.concurrency = {concurrency} needs up to {} of the host's {pool_memories} instance memory slots \
+         ({per_instance} per instance) and {concurrency} of its {pool_instances} instance slots; \
+         a plugin may hold half of either: set limits.concurrency to {most} or less",
+        per_instance * concurrency
+    ))
 }
 
 #[cfg(test)]
@@ -124,5 +162,26 @@ mod tests {
             cap.memory_growing(32 << 20, (32 << 20) + 65536, None)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn one_plugin_may_hold_half_the_pool() {
+        assert!(check_pool_share(1, 256, 1000, 1000).is_ok());
+        assert!(check_pool_share(1, 500, 1000, 1000).is_ok());
+        let err = check_pool_share(1, 501, 1000, 1000).unwrap_err();
+        assert!(err.contains("500 or less"), "{err}");
+        // Ten memories per instance: fifty instances at most.
+        assert!(check_pool_share(10, 50, 1000, 1000).is_ok());
+        let err = check_pool_share(10, 64, 1000, 1000).unwrap_err();
+        assert!(err.contains("640") && err.contains("50 or less"), "{err}");
+    }
+
+    #[test]
+    fn memories_are_counted_as_they_are_made() {
+        let mut cap = MemoryCap::new(64 << 20);
+        cap.memory_growing(0, 1 << 20, None).unwrap();
+        cap.memory_growing(0, 1 << 20, None).unwrap();
+        cap.memory_growing(1 << 20, 2 << 20, None).unwrap();
+        assert_eq!(cap.memories(), 2);
     }
 }

@@ -42,6 +42,8 @@ pub struct Plugin {
     pub component: Component,
     /// How long compilation took (zero when the component was reused).
     pub compile_time: Duration,
+    /// Linear memories one instance makes (counted at load).
+    pub memories: usize,
     config: Arc<BTreeMap<String, String>>,
     runtime: Runtime,
     /// What its outbound HTTP may reach (every instance shares it).
@@ -138,6 +140,7 @@ impl Plugin {
             subjects: Vec::new(),
             component,
             compile_time,
+            memories: 0,
             runtime: runtime.clone(),
             http,
             kv,
@@ -146,6 +149,16 @@ impl Plugin {
             warm: (0..lane::cores()).map(|_| Mutex::default()).collect(),
         };
         let mut warm = plugin.instantiate().await.context("instantiation failed")?;
+        let memories = warm.store.data().memory.memories();
+        if runtime.pooled() {
+            crate::memory_cap::check_pool_share(
+                memories,
+                plugin.settings.concurrency,
+                crate::runtime::POOL_MEMORIES,
+                crate::runtime::POOL_INSTANCES,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+        }
         warm.store.data_mut().deadline = Some(runtime.ticks().deadline(plugin.settings.timeout));
         let own = Handler::new(&mut warm.store, &warm.instance)?
             .call_subscriptions(&mut warm.store)
@@ -162,7 +175,11 @@ impl Plugin {
         if let Err(denied) = subject::check_subscriptions(&subjects) {
             anyhow::bail!("subscriptions: {denied}");
         }
-        let plugin = Plugin { subjects, ..plugin };
+        let plugin = Plugin {
+            subjects,
+            memories,
+            ..plugin
+        };
         if plugin.settings.isolation == Isolation::Reuse {
             plugin.own_pool().lock().unwrap().push(warm);
         }

@@ -362,7 +362,7 @@ impl Registry {
                 swap_ms = started.elapsed().as_secs_f64() * 1000.0, "plugin reloaded"
             );
         } else {
-            tracing::info!(plugin = %name, version = %plugin.version, subjects = ?plugin.subjects, compile_ms, "plugin loaded");
+            tracing::info!(plugin = %name, version = %plugin.version, subjects = ?plugin.subjects, compile_ms, memories = plugin.memories, "plugin loaded");
         }
     }
 

@@ -120,7 +120,14 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<State>>,
     ticker: Arc<EpochTicker>,
+    /// Whether instances come from the pooling allocator's fixed pool.
+    pooled: bool,
 }
+
+/// Linear memories in the pooling allocator's pool, shared by every plugin.
+pub const POOL_MEMORIES: usize = 1000;
+/// Component instances in the pool.
+pub const POOL_INSTANCES: usize = 1000;
 
 /// The epoch as the host counts it: how many [`EPOCH_TICK`]s have passed,
 /// advanced together with the engine's epoch. Deadlines are tick numbers, so
@@ -164,13 +171,14 @@ impl Runtime {
     /// Builds the engine. Tries the pooling allocator first and falls back to
     /// on-demand allocation where the machine cannot reserve the pool.
     pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
-        let engine = match Engine::new(&engine_config(&options, true)) {
-            Ok(engine) => engine,
+        let (engine, pooled) = match Engine::new(&engine_config(&options, true)) {
+            Ok(engine) => (engine, true),
             Err(err) => {
                 tracing::warn!(error = %err, "pooling allocator unavailable; allocating instances on demand");
-                Engine::new(&engine_config(&options, false))
+                let engine = Engine::new(&engine_config(&options, false))
                     .map_err(anyhow::Error::from)
-                    .context("cannot create the wasm engine")?
+                    .context("cannot create the wasm engine")?;
+                (engine, false)
             }
         };
         let mut linker = Linker::new(&engine);
@@ -188,7 +196,14 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             ticker: Arc::new(ticker),
+            pooled,
         })
+    }
+
+    /// Whether instances come from a fixed pool ([`POOL_MEMORIES`],
+    /// [`POOL_INSTANCES`]) that all plugins share.
+    pub fn pooled(&self) -> bool {
+        self.pooled
     }
 
     /// The host's count of epoch ticks, for call deadlines.
@@ -295,9 +310,9 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> Config {
     }
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(1000)
+        pool.total_component_instances(POOL_INSTANCES as u32)
             .total_core_instances(4000)
-            .total_memories(1000)
+            .total_memories(POOL_MEMORIES as u32)
             .total_tables(4000)
             .total_stacks(1000)
             .max_memory_size(crate::config::MAX_MEMORY_MB as usize * 1024 * 1024)

@@ -506,3 +506,37 @@ async fn a_fifo_or_symlink_in_the_plugin_folder_is_refused_and_others_serve() {
         .unwrap_or_else(|| panic!("echo does not answer\n{}", host.log_report()));
     assert_eq!(&reply.payload[..], b"still serving");
 }
+
+/// A plugin cannot claim more of the shared instance pool than half of it:
+/// a `concurrency` the pool could not serve (which would starve the other
+/// plugins of slots, dead-lettering their messages as exhausted) is refused
+/// at load with what to set instead; the other plugins serve.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrency_the_instance_pool_cannot_serve_is_refused_at_load() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add("echo");
+    dir.add_as("greedy", &evhost_tests::wasm("echo"));
+    dir.write_manifest(
+        "greedy",
+        "subjects = [\"test.greedy\"]\n[limits]\nconcurrency = 600\n",
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let line = host
+        .wait_for_log("plugin rejected", Some("greedy"), WAIT)
+        .await;
+    let error = line.field_str("error").unwrap_or_default();
+    assert!(
+        error.contains("limits.concurrency = 600") && error.contains("500 or less"),
+        "{error}"
+    );
+    assert_eq!(
+        evhost_tests::echo_roundtrip(&client, &host, "others serve").await,
+        "1"
+    );
+    // The count the share is computed from is real: echo makes a memory.
+    let loaded = host.wait_for_log("plugin loaded", Some("echo"), WAIT).await;
+    let memories = loaded.field("memories").and_then(|m| m.as_u64());
+    assert!(memories.is_some_and(|m| m >= 1), "{}", loaded.raw);
+}
