@@ -492,6 +492,26 @@ fn run_fails_when_nats_is_unreachable() {
     );
 }
 
+/// `tls://` against a server that does not speak TLS: one line that says to
+/// use `nats://`, not the TLS library's "corrupt message".
+#[test]
+fn run_with_tls_against_a_plain_server_says_to_use_nats() {
+    let nats = NatsServer::start();
+    let dir = PluginDir::new();
+    dir.add("echo");
+    let url = format!("tls://127.0.0.1:{}", nats.port());
+    let out = evhost(
+        &["run", "--plugins", path_str(&dir.path()), "--nats", &url],
+        None,
+    );
+    assert_usage_error(&out, &url);
+    let line = out.stderr_lines()[0];
+    assert!(
+        line.contains("use nats:// instead of tls://"),
+        "says what to do: {line}"
+    );
+}
+
 #[test]
 fn run_with_an_empty_nats_url_says_so() {
     let dir = PluginDir::new();
