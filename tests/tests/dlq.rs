@@ -138,3 +138,51 @@ async fn replay_refuses_planted_letters_and_the_stream_survives() {
         "refused letters stay in the stream, the replayed one is deleted:\n{out}"
     );
 }
+
+/// Core mode can keep its dead letters in a stream the manifest names (and
+/// asks the host to create), so `evhost dlq list --json` run afterwards, with
+/// no flags but the server, shows them: the letter with its kind, plugin and
+/// original payload bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn core_dead_letters_kept_in_a_stream_are_listed_as_json_afterwards() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "bigout",
+        "[delivery]\nmax_attempts = 1\ndead_letter_stream = \"DLQ\"\ncreate_dead_letter_stream = true\n",
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    // `system` makes bigout publish to a `$JS.API` subject: invalid-output.
+    publish(&client, "test.bigout", &[], b"system").await;
+    let js = jetstream::new(client.clone());
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stored = match js.get_stream("DLQ").await {
+            Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        };
+        if stored == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead letter never reached the DLQ stream\n{}",
+            host.log_report()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let out = evhost(&["dlq", "list", "--json", "--nats", &nats.url()], None);
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "{out}");
+    let letters: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("dlq list --json prints JSON ({e}):\n{out}"));
+    let letters = letters.as_array().expect("a JSON array");
+    assert_eq!(letters.len(), 1, "{out}");
+    let letter = &letters[0];
+    assert_eq!(letter["original_subject"], "test.bigout", "{letter:#}");
+    assert_eq!(letter["plugin"], "bigout", "{letter:#}");
+    assert_eq!(letter["kind"], "invalid-output", "{letter:#}");
+    assert_eq!(letter["payload"], "system", "{letter:#}");
+}
