@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, field};
 
+use crate::backoff::Backoff;
 use crate::bus;
 use crate::deadletter::DeadLetter;
 use crate::idempotency::{self, KeySource};
@@ -270,6 +271,10 @@ async fn attempts(
     }
 }
 
+/// How many times a dead letter is offered to NATS before it is logged as
+/// lost.
+const DEAD_LETTER_TRIES: u32 = 10;
+
 /// Publishes a dead letter, trying again while the connection is down: a
 /// dead letter is never dropped silently. Returns whether it was published.
 async fn publish_dead_letter(
@@ -279,8 +284,12 @@ async fn publish_dead_letter(
     msg: &async_nats::Message,
 ) -> bool {
     let (headers, payload) = letter.message(&msg.payload, client.server_info().max_payload);
-    let mut delay = std::time::Duration::from_millis(50);
-    for _ in 0..10 {
+    // 50 ms doubling to 5 s (jittered): about 25 s in all over ten tries.
+    let backoff = Backoff::exponential(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(5),
+    );
+    for attempt in 1..=DEAD_LETTER_TRIES {
         match client
             .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
             .await
@@ -288,8 +297,7 @@ async fn publish_dead_letter(
             Ok(()) => return true,
             Err(err) => {
                 tracing::warn!(error = %err, dead_letter = %subject, "cannot publish dead letter; trying again");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                tokio::time::sleep(backoff.delay(attempt, rand::random::<f64>())).await;
             }
         }
     }
