@@ -96,23 +96,40 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     for manifest in registry.orphan_manifests() {
         tracing::warn!(file = %manifest.display(), "a manifest with no .wasm beside it: nothing to serve");
     }
+    // A load may take a while (a Python or JavaScript component compiles
+    // for seconds): a shutdown asked meanwhile is acted on at once, leaving
+    // that load unfinished.
+    tokio::pin!(shutdown);
+    let mut stopped = false;
     for name in names {
-        registry.sync(&name).await;
+        tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                stopped = true;
+                break;
+            }
+            () = registry.sync(&name) => {}
+        }
     }
-    readiness.loaded();
-    tracing::info!(plugins = registry.len(), nats = %options.nats.servers, dir = %dir.display(), "host ready");
+    if !stopped {
+        readiness.loaded();
+        tracing::info!(plugins = registry.len(), nats = %options.nats.servers, dir = %dir.display(), "host ready");
+    }
 
     let mut settling = Settling::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    tokio::pin!(shutdown);
-    loop {
+    'serve: while !stopped {
         tokio::select! {
             biased;
             () = &mut shutdown => break,
             Some(name) = watcher.next() => settling.touch(name, Instant::now()),
             _ = tick.tick(), if !settling.is_empty() => {
                 for name in settling.ready(Instant::now(), |n| watcher::fingerprint(&dir, n)) {
-                    registry.sync(&name).await;
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'serve,
+                        () = registry.sync(&name) => {}
+                    }
                 }
             }
         }

@@ -78,3 +78,42 @@ async fn sigint_exits_zero() {
         host.log_report()
     );
 }
+
+/// A SIGTERM while a plugin is still loading (a Python component compiles
+/// for seconds, here with the compiled-code cache off) ends the host at once
+/// instead of after the compile: before, the main loop awaited every load
+/// and a first SIGTERM waited with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_long_load_exits_without_waiting_for_it() {
+    let nats = NatsServer::start();
+    let dir = PluginDir::new();
+    dir.add_as("echo-py", &evhost_tests::python::python_wasm("echo-py"));
+    let host = Host::start(&dir.path(), &nats.url(), &["--no-compile-cache"]);
+    host.wait_for_log("connected to NATS", None, WAIT).await;
+    // Well into the compile, which takes 10 s and more here.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        host.count_logs("host ready", None),
+        0,
+        "{}",
+        host.log_report()
+    );
+    let asked = std::time::Instant::now();
+    host.sigterm();
+    let status = host.wait_exit(std::time::Duration::from_secs(60)).await;
+    let took = asked.elapsed();
+    assert!(status.success(), "{status}\n{}", host.log_report());
+    // It did not wait for the load: the plugin never finished loading.
+    assert_eq!(
+        host.count_logs("plugin loaded", Some("echo-py")),
+        0,
+        "exited {took:?} after SIGTERM, after the load\n{}",
+        host.log_report()
+    );
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "exited {took:?} after SIGTERM\n{}",
+        host.log_report()
+    );
+    assert_eq!(host.count_logs("host ready", None), 0);
+}
