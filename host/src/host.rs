@@ -118,17 +118,19 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
 
     let mut settling = Settling::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    'serve: while !stopped {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some(name) = watcher.next() => settling.touch(name, Instant::now()),
-            _ = tick.tick(), if !settling.is_empty() => {
-                for name in settling.ready(Instant::now(), |n| watcher::fingerprint(&dir, n)) {
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => break 'serve,
-                        () = registry.sync(&name) => {}
+    if !stopped {
+        'serve: loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(name) = watcher.next() => settling.touch(name, Instant::now()),
+                _ = tick.tick(), if !settling.is_empty() => {
+                    for name in settling.ready(Instant::now(), |n| watcher::fingerprint(&dir, n)) {
+                        tokio::select! {
+                            biased;
+                            () = &mut shutdown => break 'serve,
+                            () = registry.sync(&name) => {}
+                        }
                     }
                 }
             }
