@@ -77,7 +77,12 @@ async fn load(
         }
         None => anyhow::anyhow!("{e}"),
     })?;
-    let runtime = Runtime::new(RuntimeOptions::default())?;
+    // The compiled-code cache `run` uses: a Python or JavaScript component
+    // compiles for tens of seconds, and `invoke` is run again and again on
+    // the same file while a handler is written.
+    let runtime = Runtime::new(RuntimeOptions {
+        compile_cache: true,
+    })?;
     let dir = wasm_path.parent().unwrap_or(Path::new("."));
     Plugin::load(&runtime, &name, dir, kv, wasm, settings, None)
         .await

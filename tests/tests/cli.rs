@@ -127,6 +127,53 @@ fn invoke_takes_inline_payload_text_and_warns_of_an_unsubscribed_subject() {
     );
 }
 
+/// `invoke` keeps compiled code in the same cache as `run`, so invoking a
+/// file again does not compile it again (tens of seconds for a Python or
+/// JavaScript component): the first invoke fills the cache folder.
+#[test]
+fn invoke_keeps_compiled_code_in_the_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join(".cache");
+    let env = [
+        ("HOME", home.path().to_str().unwrap()),
+        ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+    ];
+    let wasm_path = wasm("echo");
+    let args = [
+        "invoke",
+        path_str(&wasm_path),
+        "--subject",
+        "test.echo",
+        "--payload",
+        "cached",
+    ];
+    let files = |dir: &Path| -> usize { walk(dir).into_iter().filter(|p| p.is_file()).count() };
+    assert_eq!(files(&cache), 0);
+    let out = evhost_tests::evhost_in(home.path(), &env, &args);
+    assert_code(&out, 0);
+    assert!(
+        files(&cache) > 0,
+        "nothing was cached under {}:\n{out}",
+        cache.display()
+    );
+}
+
+/// Every path under `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
 #[test]
 fn invoke_reads_the_payload_from_stdin() {
     let echo = wasm("echo-v2");
