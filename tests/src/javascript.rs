@@ -17,10 +17,11 @@
 //! install and how; nothing is skipped.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use crate::component_cache;
 
 /// The componentize-js release the plugins are built with (as pinned in
 /// `js-sdk/package.json` and `js-sdk/package-lock.json`).
@@ -74,15 +75,8 @@ pub fn javascript_wasm(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no JavaScript plugin named {name}"))
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent: the workspace root")
-        .to_path_buf()
-}
-
 fn build_all() -> Result<HashMap<String, PathBuf>, String> {
-    let root = workspace();
+    let root = component_cache::workspace();
     node_version()?;
     let version = componentize_js_version(&root)?;
     if version != COMPONENTIZE_JS_VERSION {
@@ -91,17 +85,7 @@ fn build_all() -> Result<HashMap<String, PathBuf>, String> {
              plugins are built with {COMPONENTIZE_JS_VERSION}: {INSTALL}"
         ));
     }
-    let threads: Vec<_> = BUILDS
-        .iter()
-        .map(|b| {
-            let root = root.clone();
-            std::thread::spawn(move || build_one(&root, b).map(|p| (b.name.to_string(), p)))
-        })
-        .collect();
-    threads
-        .into_iter()
-        .map(|t| t.join().expect("a build thread"))
-        .collect()
+    component_cache::build_all(BUILDS, |b| b.name, build_one)
 }
 
 /// `node --version`, or why it could not be run.
@@ -146,85 +130,33 @@ fn componentize_js_version(root: &Path) -> Result<String, String> {
 
 /// Builds `b` unless a build of the same inputs is there; returns its path.
 fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    COMPONENTIZE_JS_VERSION.hash(&mut hasher);
-    b.name.hash(&mut hasher);
-    b.entry.hash(&mut hasher);
-    for dir in ["js-sdk/src", b.folder, "wit"] {
-        hash_tree(root, &root.join(dir), &mut hasher)?;
-    }
-    let out_dir = root
-        .join("target/js-wasm")
-        .join(format!("{:016x}", hasher.finish()));
-    let out = out_dir.join(format!("{}.wasm", b.name));
-    if out.is_file() {
-        return Ok(out);
-    }
-    std::fs::create_dir_all(&out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
-    // Written beside and renamed, so a concurrent run never sees half a file.
-    let partial = out_dir.join(format!("{}.wasm.{}.partial", b.name, std::process::id()));
-    // From the workspace's root, with paths relative to it: componentize-js
-    // maps the folder it runs in into the build, and names the modules in
-    // stack traces by their path in it (`tests/plugins-js/echo-js/echo.js`).
-    let output = Command::new("node")
-        .current_dir(root)
-        .arg(CLI)
-        .arg(b.entry)
-        .args([
-            "-w",
-            "wit",
-            "-n",
-            "handler",
-            "-d",
-            "http",
-            "-d",
-            "fetch-event",
-            "-o",
-        ])
-        .arg(&partial)
-        .output()
-        .map_err(|e| {
-            format!(
-                "could not run componentize-js for {}: {e}; {INSTALL}",
-                b.name
-            )
-        })?;
-    if !output.status.success() {
-        let _ = std::fs::remove_file(&partial);
-        return Err(format!(
-            "building the JavaScript plugin {} failed ({}):\n{}{}",
-            b.name,
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    std::fs::rename(&partial, &out).map_err(|e| format!("rename to {}: {e}", out.display()))?;
-    Ok(out)
-}
-
-/// Feeds every file under `dir` (paths relative to `root`, and contents, in
-/// sorted order) to `hasher`, leaving out `node_modules`.
-fn hash_tree(root: &Path, dir: &Path, hasher: &mut impl Hasher) -> Result<(), String> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("read {}: {e}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "node_modules"))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            hash_tree(root, &path, hasher)?;
-        } else {
-            path.strip_prefix(root)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .hash(hasher);
-            std::fs::read(&path)
-                .map_err(|e| format!("read {}: {e}", path.display()))?
-                .hash(hasher);
-        }
-    }
-    Ok(())
+    let digest = component_cache::digest(
+        root,
+        &[COMPONENTIZE_JS_VERSION, b.name, b.entry],
+        &["js-sdk/src", b.folder, "wit"],
+        &["node_modules"],
+    )?;
+    component_cache::cached(root, "js-wasm", &digest, b.name, |out| {
+        // From the workspace's root, with paths relative to it:
+        // componentize-js maps the folder it runs in into the build, and
+        // names the modules in stack traces by their path in it
+        // (`tests/plugins-js/echo-js/echo.js`).
+        let mut cmd = Command::new("node");
+        cmd.current_dir(root)
+            .arg(CLI)
+            .arg(b.entry)
+            .args([
+                "-w",
+                "wit",
+                "-n",
+                "handler",
+                "-d",
+                "http",
+                "-d",
+                "fetch-event",
+                "-o",
+            ])
+            .arg(out);
+        component_cache::run_build(cmd, b.name, "componentize-js", INSTALL)
+    })
 }

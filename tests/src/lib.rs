@@ -10,6 +10,7 @@
 //! host's captured log; nothing here asserts how fast anything is.
 
 pub mod certs;
+pub mod component_cache;
 pub mod javascript;
 pub mod provider;
 pub mod python;

@@ -14,10 +14,11 @@
 //! how to install it; nothing is skipped.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use crate::component_cache;
 
 /// The componentize-py release the plugins are built with (as in
 /// `python-sdk/requirements-build.txt`).
@@ -66,13 +67,6 @@ pub fn python_wasm(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no Python plugin named {name}"))
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent: the workspace root")
-        .to_path_buf()
-}
-
 fn build_all() -> Result<HashMap<String, PathBuf>, String> {
     let version = componentize_py_version()?;
     if version != COMPONENTIZE_PY_VERSION {
@@ -81,18 +75,7 @@ fn build_all() -> Result<HashMap<String, PathBuf>, String> {
              {COMPONENTIZE_PY_VERSION}: {INSTALL}"
         ));
     }
-    let root = workspace();
-    let threads: Vec<_> = BUILDS
-        .iter()
-        .map(|b| {
-            let root = root.clone();
-            std::thread::spawn(move || build_one(&root, b).map(|p| (b.name.to_string(), p)))
-        })
-        .collect();
-    threads
-        .into_iter()
-        .map(|t| t.join().expect("a build thread"))
-        .collect()
+    component_cache::build_all(BUILDS, |b| b.name, build_one)
 }
 
 /// `componentize-py --version`'s number, or why it could not be run.
@@ -120,81 +103,29 @@ fn componentize_py_version() -> Result<String, String> {
 
 /// Builds `b` unless a build of the same inputs is there; returns its path.
 fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
-    let sdk = root.join("python-sdk/src");
-    let app = root.join(b.app_dir);
-    let wit = root.join("wit");
-    let extra = b.extra_path.map(|p| root.join(p));
-
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    COMPONENTIZE_PY_VERSION.hash(&mut hasher);
-    b.name.hash(&mut hasher);
-    for dir in [Some(&sdk), Some(&app), Some(&wit), extra.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        hash_tree(dir, &mut hasher)?;
-    }
-    let out_dir = root
-        .join("target/python-wasm")
-        .join(format!("{:016x}", hasher.finish()));
-    let out = out_dir.join(format!("{}.wasm", b.name));
-    if out.is_file() {
-        return Ok(out);
-    }
-    std::fs::create_dir_all(&out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
-    // Written beside and renamed, so a concurrent run never sees half a file.
-    let partial = out_dir.join(format!("{}.wasm.{}.partial", b.name, std::process::id()));
-    let mut cmd = Command::new("componentize-py");
-    cmd.current_dir(&app)
-        .arg("-d")
-        .arg(&wit)
-        .arg("-w")
-        .arg("handler")
-        .arg("componentize")
-        .arg("-p")
-        .arg(&sdk);
-    if let Some(extra) = &extra {
-        cmd.arg("-p").arg(extra);
-    }
-    cmd.arg("-p").arg(&app).arg("app").arg("-o").arg(&partial);
-    let output = cmd.output().map_err(|e| {
-        format!(
-            "could not run componentize-py for {}: {e}; {INSTALL}",
-            b.name
-        )
-    })?;
-    if !output.status.success() {
-        return Err(format!(
-            "building the Python plugin {} failed ({}):\n{}{}",
-            b.name,
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    std::fs::rename(&partial, &out).map_err(|e| format!("rename to {}: {e}", out.display()))?;
-    Ok(out)
-}
-
-/// Feeds every file under `dir` (paths and contents, in sorted order) to
-/// `hasher`, leaving out Python's bytecode caches.
-fn hash_tree(dir: &Path, hasher: &mut impl Hasher) -> Result<(), String> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("read {}: {e}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "__pycache__"))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            hash_tree(&path, hasher)?;
-        } else {
-            path.to_string_lossy().hash(hasher);
-            std::fs::read(&path)
-                .map_err(|e| format!("read {}: {e}", path.display()))?
-                .hash(hasher);
+    let mut inputs = vec!["python-sdk/src", b.app_dir, "wit"];
+    inputs.extend(b.extra_path);
+    let digest = component_cache::digest(
+        root,
+        &[COMPONENTIZE_PY_VERSION, b.name],
+        &inputs,
+        &["__pycache__"],
+    )?;
+    component_cache::cached(root, "python-wasm", &digest, b.name, |out| {
+        let app = root.join(b.app_dir);
+        let mut cmd = Command::new("componentize-py");
+        cmd.current_dir(&app)
+            .arg("-d")
+            .arg(root.join("wit"))
+            .arg("-w")
+            .arg("handler")
+            .arg("componentize")
+            .arg("-p")
+            .arg(root.join("python-sdk/src"));
+        if let Some(extra) = b.extra_path {
+            cmd.arg("-p").arg(root.join(extra));
         }
-    }
-    Ok(())
+        cmd.arg("-p").arg(&app).arg("app").arg("-o").arg(out);
+        component_cache::run_build(cmd, b.name, "componentize-py", INSTALL)
+    })
 }

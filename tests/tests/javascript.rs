@@ -15,7 +15,7 @@ use std::time::Duration;
 use evhost_tests::javascript::javascript_wasm;
 use evhost_tests::{
     Host, LogLine, NatsServer, OrderCreated, PluginDir, WAIT, connect, describe, eventually,
-    evhost, header, next_dead_letter, next_message, pending_message, publish, subscribe,
+    header, next_dead_letter, next_message, pending_message, publish, subscribe,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -65,7 +65,13 @@ fn audit_lines(host: &Host, plugin: &str) -> Vec<String> {
 
 /// The subjects `evhost check` prints for a plugin, sorted.
 fn checked_subjects(wasm: &std::path::Path) -> (Vec<String>, String) {
-    let out = evhost(&["check", &wasm.to_string_lossy()], None);
+    // A JavaScript component compiles for tens of seconds (more on a busy
+    // machine) the first time.
+    let out = evhost_tests::evhost_with_timeout(
+        &["check", &wasm.to_string_lossy()],
+        None,
+        std::time::Duration::from_secs(180),
+    );
     assert_eq!(out.code, Some(0), "evhost check failed:\n{out}");
     let text = format!("{}{}", out.stdout, out.stderr);
     let mut subjects: Vec<String> = ["orders.>", "payments.>", "inventory.>"]
