@@ -8,6 +8,29 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// A language's set of built components, made once per process.
+pub type Built = OnceLock<Result<HashMap<String, PathBuf>, String>>;
+
+/// The component `name` of `built`, building the whole set with `build`
+/// on the first call; fails the test with the build's error, or when the set
+/// has no `name` (`language` names the set).
+pub fn lookup(
+    built: &'static Built,
+    build: fn() -> Result<HashMap<String, PathBuf>, String>,
+    name: &str,
+    language: &str,
+) -> PathBuf {
+    let built = built
+        .get_or_init(build)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
+    built
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {language} plugin named {name}"))
+}
 
 /// The workspace's root.
 pub fn workspace() -> PathBuf {

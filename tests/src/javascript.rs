@@ -64,15 +64,8 @@ const BUILDS: &[Build] = &[
 /// The path of the built JavaScript plugin `name` (`audit-js`, `echo-js`,
 /// `echo-js-v2`), building all of them on the first call.
 pub fn javascript_wasm(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<HashMap<String, PathBuf>, String>> = OnceLock::new();
-    let built = BUILT
-        .get_or_init(build_all)
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"));
-    built
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no JavaScript plugin named {name}"))
+    static BUILT: component_cache::Built = OnceLock::new();
+    component_cache::lookup(&BUILT, build_all, name, "JavaScript")
 }
 
 fn build_all() -> Result<HashMap<String, PathBuf>, String> {

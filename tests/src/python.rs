@@ -56,15 +56,8 @@ const BUILDS: &[Build] = &[
 /// The path of the built Python plugin `name` (`payment-py`, `echo-py`,
 /// `echo-py-v2`), building all of them on the first call.
 pub fn python_wasm(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<HashMap<String, PathBuf>, String>> = OnceLock::new();
-    let built = BUILT
-        .get_or_init(build_all)
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"));
-    built
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no Python plugin named {name}"))
+    static BUILT: component_cache::Built = OnceLock::new();
+    component_cache::lookup(&BUILT, build_all, name, "Python")
 }
 
 fn build_all() -> Result<HashMap<String, PathBuf>, String> {
