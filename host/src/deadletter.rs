@@ -68,7 +68,7 @@ pub struct DeadLetter<'a> {
 
 impl<'a> DeadLetter<'a> {
     /// The dead letter of `msg`, given up on by `plugin` after `attempts`
-    /// deliveries, logged as one warning.
+    /// deliveries.
     pub fn of(
         plugin: &'a crate::plugin::Plugin,
         msg: &'a async_nats::Message,
@@ -77,7 +77,7 @@ impl<'a> DeadLetter<'a> {
         attempts: u32,
         stream: Option<(&'a str, u64)>,
     ) -> Self {
-        let letter = DeadLetter {
+        DeadLetter {
             subject: msg.subject.as_str(),
             headers: msg.headers.as_ref(),
             plugin: &plugin.name,
@@ -86,12 +86,7 @@ impl<'a> DeadLetter<'a> {
             error,
             attempts,
             stream,
-        };
-        tracing::warn!(
-            plugin = %plugin.name, attempt = attempts, kind = kind.as_str(), error,
-            dead_letter = %letter.subject(&plugin.settings.dead_letter_prefix), "message dead-lettered"
-        );
-        letter
+        }
     }
 
     /// The dead-letter subject (see [`subject_for`]).

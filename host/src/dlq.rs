@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::deadletter;
-use crate::jetstream::{Captures, publish_durably};
+use crate::durable_publish::{Captures, publish_durably};
 use crate::subject::{PublishDenied, check_publish};
 
 /// What to read dead letters from.

@@ -1,8 +1,9 @@
-//! Lanes: how a plugin's `concurrency` is split over the cores, and the set
-//! of messages one lane has in flight. A lane drives its messages inside its
-//! own task: a message is polled once where it arrives, and kept only if it
-//! has to wait, so most messages cost no task, no queue and no hand-off
-//! between threads.
+//! Lanes: how a plugin's `concurrency` is split over the cores, the set of
+//! messages one lane has in flight, and the lane loop itself, the same for
+//! core NATS and JetStream (what differs is the [`Intake`]). A lane drives
+//! its messages inside its own task: a message is polled once where it
+//! arrives, and kept only if it has to wait, so most messages cost no task,
+//! no queue and no hand-off between threads.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +11,73 @@ use std::task::Poll;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use tokio_util::sync::CancellationToken;
+
+/// Where a lane takes its messages from: core NATS subscriptions or
+/// JetStream pull requests.
+pub trait Intake: Send {
+    /// One message as taken.
+    type Message: Send;
+
+    /// The next message; `None` once nothing more will come. Cancel-safe: the
+    /// lane drops this future whenever a message in flight finishes first.
+    fn next(&mut self) -> impl Future<Output = Option<Self::Message>> + Send;
+
+    /// The lane was told to stop: what to do about messages still coming.
+    fn stop(&mut self) -> impl Future<Output = AfterStop> + Send;
+
+    /// After the lane stopped taking: gives back what was taken but not
+    /// started. Runs while the started ones finish.
+    fn hand_back(self) -> impl Future<Output = ()> + Send;
+}
+
+/// What a lane does once told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterStop {
+    /// Keep taking until [`Intake::next`] says `None` (core NATS: drained
+    /// subscriptions deliver what the server had sent).
+    Drain,
+    /// Stop taking now (JetStream: what was pulled is handed back).
+    Leave,
+}
+
+/// One lane: takes a message from `intake` only while fewer than `limit` are
+/// in flight (backpressure), starts each with `start`, and drives those in
+/// flight inside this task. On `stop` it does what the intake says, finishes
+/// what it started, and returns.
+pub async fn run<'a, I: Intake>(
+    mut intake: I,
+    limit: usize,
+    stop: CancellationToken,
+    mut start: impl FnMut(I::Message) -> Work<'a> + Send,
+) {
+    let mut in_flight = InFlight::default();
+    let mut stopping = false;
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    loop {
+        // Read from the token here (its node's lock, which only this lane
+        // takes until the stop order comes): under load a message is always
+        // ready and the `stopped` arm below is never reached.
+        if !stopping && stop.is_cancelled() {
+            stopping = true;
+            if intake.stop().await == AfterStop::Leave {
+                break;
+            }
+        }
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            msg = intake.next(), if in_flight.len() < limit => match msg {
+                Some(msg) => in_flight.start(start(msg)).await,
+                None => break, // nothing more will arrive
+            },
+            // Wakes a lane that is waiting when the order to stop comes.
+            () = &mut stopped, if !stopping => {}
+        }
+    }
+    tokio::join!(in_flight.finish(), intake.hand_back());
+}
 
 /// How many messages each lane may hold in flight: `concurrency` split over
 /// one lane per core (never more lanes than `concurrency`, so a plugin with

@@ -1,10 +1,10 @@
 //! evhost: a host for NATS event handlers written as WebAssembly components.
 //!
 //! A message travels: [`bus`] receives it on a plugin's subscription,
-//! [`dispatch`] takes it in one of the plugin's [`lane`]s (each on a
-//! [`shard`]: a thread with its own connection) when a handler slot is free
-//! and calls the current
-//! [`plugin`] version inside the [`runtime`]'s sandbox ([`sandbox`]);
+//! [`core_delivery`] or [`jetstream_delivery`] takes it in one of the
+//! plugin's [`lane`]s (on core NATS each on a [`shard`]: a thread with its
+//! own connection) when a handler slot is free, and the [`driver`] calls the
+//! current [`plugin`] version inside the [`runtime`]'s sandbox ([`sandbox`]);
 //! [`outcome`] decides between publishing the outputs, retrying after a
 //! [`backoff`], or a dead letter ([`deadletter`]). [`registry`] swaps plugin
 //! versions as [`watcher`] sees their files change; [`host::run`] ties it
@@ -16,12 +16,15 @@ pub mod capabilities;
 pub mod cli_args;
 pub mod config;
 pub mod consumers;
+pub mod core_delivery;
 pub mod dead_letter_stream;
 pub mod deadletter;
 pub mod dedup;
+pub mod delivery;
 pub mod dev;
-pub mod dispatch;
 pub mod dlq;
+pub mod driver;
+pub mod durable_publish;
 pub mod errors;
 pub mod guest_log;
 pub mod health;
@@ -30,7 +33,8 @@ pub mod http_allow;
 pub mod http_pool;
 pub mod idempotency;
 pub mod invoke;
-pub mod jetstream;
+pub mod jetstream_binding;
+pub mod jetstream_delivery;
 pub mod keyvalue;
 pub mod kv_bucket;
 pub mod kv_memory;
@@ -53,7 +57,9 @@ pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod scaffold;
+pub mod serve;
 pub mod shard;
 pub mod signals;
+pub mod slot;
 pub mod subject;
 pub mod watcher;

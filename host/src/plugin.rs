@@ -335,17 +335,6 @@ impl Plugin {
         )
     }
 
-    /// The jittered backoff delay after failed attempt `attempt`, logged
-    /// with what happens next (`then`).
-    pub fn retry_delay(&self, attempt: u32, failure: &Failure, then: &'static str) -> Duration {
-        let delay = self.settings.backoff.delay(attempt, rand::random::<f64>());
-        tracing::info!(
-            plugin = %self.name, attempt, kind = failure.kind.as_str(), error = %failure.message,
-            retry_in_ms = delay.as_millis() as u64, "{then}"
-        );
-        delay
-    }
-
     fn check_outputs(&self, outputs: &[Outgoing], reply_to: Option<&str>) -> Result<(), Failure> {
         let s = &self.settings;
         let invalid = |m: String| Err(Failure::new(FailureKind::InvalidOutput, m));

@@ -13,7 +13,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::Manifest;
-use crate::dispatch::{self, Control, Slot};
+use crate::core_delivery::CoreNats;
+use crate::jetstream_delivery::JetStream;
+use crate::serve::serve;
+use crate::slot::{Control, Slot};
 use crate::metrics::Metrics;
 use crate::plugin::Plugin;
 use crate::plugin_file::{self, PluginFileError};
@@ -309,19 +312,15 @@ impl Registry {
         let (control, orders) = mpsc::channel(16);
         let (ready, subscribed) = oneshot::channel();
         let task = if plugin.settings.jetstream.is_some() {
-            tokio::spawn(crate::jetstream::serve(
-                self.client.clone(),
+            tokio::spawn(serve(
+                JetStream::new(self.client.clone()),
                 slot.clone(),
                 orders,
                 ready,
             ))
         } else {
-            tokio::spawn(dispatch::serve(
-                self.shards.clone(),
-                slot.clone(),
-                orders,
-                ready,
-            ))
+            let shards = self.shards.clone();
+            tokio::spawn(serve(CoreNats { shards }, slot.clone(), orders, ready))
         };
         match subscribed.await {
             Ok(Ok(())) => {}

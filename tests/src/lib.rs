@@ -1260,3 +1260,14 @@ pub async fn kv_bucket(
         .await
         .unwrap_or_else(|e| panic!("open bucket {name}: {e}"))
 }
+
+/// `text` with `from` replaced by `to`; panics if `text` does not contain
+/// `from`, so a test editing a fixture cannot silently edit nothing when the
+/// fixture changes.
+pub fn edited(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "the fixture no longer contains {from:?}, so this edit would do nothing:\n{text}"
+    );
+    text.replace(from, to)
+}

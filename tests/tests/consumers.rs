@@ -151,7 +151,7 @@ async fn a_changed_ack_wait_reaches_the_server_and_paces_in_progress_acks() {
     );
     dir.write_manifest(
         "echo",
-        &slow.replace("ack_wait = \"2s\"", "ack_wait = \"1s\""),
+        &evhost_tests::edited(&slow, "ack_wait = \"2s\"", "ack_wait = \"1s\""),
     );
     host.wait_for_log("plugin reloaded", Some("echo"), WAIT)
         .await;

@@ -328,7 +328,7 @@ async fn requests_in_flight_are_capped_per_plugin() {
     // Time enough for eight 300 ms answers two at a time.
     dir.add_with_manifest(
         "caller",
-        &manifest.replace("timeout_ms = 1500", "timeout_ms = 10000"),
+        &evhost_tests::edited(&manifest, "timeout_ms = 1500", "timeout_ms = 10000"),
     );
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     let client = connect(&nats.url()).await;
