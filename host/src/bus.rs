@@ -100,6 +100,20 @@ pub fn connect_failure(
 /// All subscriptions of one lane, read as one stream.
 pub type Subscriptions = Merged<Subscriber>;
 
+/// Why `msg`'s header block could not be read, if it could not. The client
+/// (patched, see `host/vendor/async-nats/EVHOST-PATCH.md`) delivers such a
+/// message with no headers, no status and a description saying why, instead
+/// of dropping the connection; a well-formed header block cannot give a
+/// description without a status.
+pub fn malformed_headers(msg: &async_nats::Message) -> Option<&str> {
+    match (&msg.status, &msg.description) {
+        (None, Some(why)) if why.starts_with(async_nats::connection::MALFORMED_HEADERS) => {
+            Some(why)
+        }
+        _ => None,
+    }
+}
+
 /// Subscribes each of `subjects` in queue group `queue`, and flushes so the
 /// server knows of them before this returns.
 pub async fn subscribe(
@@ -249,6 +263,37 @@ mod connect_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(status: Option<u16>, description: Option<&str>) -> async_nats::Message {
+        async_nats::Message {
+            subject: "a".into(),
+            reply: None,
+            payload: Bytes::from_static(b"p"),
+            headers: None,
+            status: status.map(|s| async_nats::StatusCode::from_u16(s).unwrap()),
+            description: description.map(str::to_string),
+            length: 1,
+        }
+    }
+
+    #[test]
+    fn only_a_description_without_a_status_marks_unreadable_headers() {
+        let why = format!(
+            "{}header isn't valid utf-8",
+            async_nats::connection::MALFORMED_HEADERS
+        );
+        assert_eq!(
+            malformed_headers(&message(None, Some(&why))),
+            Some(why.as_str())
+        );
+        // What well-formed headers can carry is never taken for it.
+        assert_eq!(malformed_headers(&message(Some(503), Some(&why))), None);
+        assert_eq!(malformed_headers(&message(None, None)), None);
+        assert_eq!(
+            malformed_headers(&message(None, Some("idle heartbeat"))),
+            None
+        );
+    }
 
     #[test]
     fn trace_context_is_carried_unless_the_output_sets_its_own() {

@@ -85,8 +85,7 @@ pub trait Delivery: Send {
     fn screen(&mut self, plugin: &Plugin) -> impl Future<Output = Screened> + Send;
 
     /// Calls `plugin`'s handler with this attempt of the message.
-    fn call(&self, plugin: &Plugin)
-    -> impl Future<Output = Result<Vec<Outgoing>, Failure>> + Send;
+    fn call(&self, plugin: &Plugin) -> impl Future<Output = Result<Vec<Outgoing>, Failure>> + Send;
 
     /// Makes a successful call final: publishes `outputs` and settles the
     /// input. An error is a transient failure of this attempt.

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use tracing::{Instrument, field};
 
+use crate::bus;
 use crate::deadletter::DeadLetter;
 use crate::delivery::{Delivery, Lettered, Retried, Screened};
 use crate::outcome::{Decision, Failure, FailureKind, decide};
@@ -48,7 +49,13 @@ async fn drive<D: Delivery>(slot: &Slot, mut delivery: D, span: tracing::Span) {
     // Timed only when someone listens: a clock read per message is not free.
     let started = (!span.is_disabled()).then(Instant::now);
     let mut plugin = slot.current();
-    if let Screened::Settled(settled) = delivery.screen(&plugin).await {
+    // A header block the client could not read: the handler never sees the
+    // message, which is dead-lettered at once with its payload.
+    let mut unreadable = bus::malformed_headers(delivery.message())
+        .map(|why| Failure::new(FailureKind::Permanent, why));
+    if unreadable.is_none()
+        && let Screened::Settled(settled) = delivery.screen(&plugin).await
+    {
         if settled == crate::delivery::Settled::Duplicate {
             slot.counters.duplicate();
         }
@@ -57,19 +64,22 @@ async fn drive<D: Delivery>(slot: &Slot, mut delivery: D, span: tracing::Span) {
     }
     loop {
         let attempt = delivery.attempt();
-        let failure = match delivery.call(&plugin).await {
-            Ok(outputs) => match delivery.complete(&plugin, outputs).await {
-                Ok(()) => {
-                    slot.counters.handled();
-                    finish(&span, attempt, "ok", started);
-                    return;
-                }
-                Err(err) => Failure::new(
-                    FailureKind::Transient,
-                    format!("cannot publish outputs: {err}"),
-                ),
+        let failure = match unreadable.take() {
+            Some(failure) => failure,
+            None => match delivery.call(&plugin).await {
+                Ok(outputs) => match delivery.complete(&plugin, outputs).await {
+                    Ok(()) => {
+                        slot.counters.handled();
+                        finish(&span, attempt, "ok", started);
+                        return;
+                    }
+                    Err(err) => Failure::new(
+                        FailureKind::Transient,
+                        format!("cannot publish outputs: {err}"),
+                    ),
+                },
+                Err(failure) => failure,
             },
-            Err(failure) => failure,
         };
         match decide(failure.kind, attempt, plugin.settings.max_attempts) {
             Decision::Retry => {

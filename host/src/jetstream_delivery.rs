@@ -260,10 +260,13 @@ pub struct Pulled<'a> {
 
 impl<'a> Pulled<'a> {
     fn new(client: &'a Client, binding: &'a Binding, msg: jetstream::Message) -> Self {
-        let at = msg
-            .info()
-            .ok()
-            .map(|i| (i.stream.to_string(), i.stream_sequence, i.delivered.max(1) as u32));
+        let at = msg.info().ok().map(|i| {
+            (
+                i.stream.to_string(),
+                i.stream_sequence,
+                i.delivered.max(1) as u32,
+            )
+        });
         Pulled {
             client,
             binding,
@@ -276,7 +279,7 @@ impl<'a> Pulled<'a> {
     /// The message as the handler sees it. A JetStream message's reply
     /// subject is its ack subject, not a requester: the handler must not see
     /// it (or be allowed to publish there).
-    fn input(&self) -> bus::MessageRef<'_> {
+    fn input(&self) -> crate::runtime::MessageRef<'_> {
         let mut input = bus::to_message(&self.msg.message, self.attempt());
         input.reply_to = None;
         input
@@ -299,7 +302,9 @@ impl Delivery for Pulled<'_> {
     }
 
     fn stored_at(&self) -> Option<(&str, u64)> {
-        self.at.as_ref().map(|(stream, seq, _)| (stream.as_str(), *seq))
+        self.at
+            .as_ref()
+            .map(|(stream, seq, _)| (stream.as_str(), *seq))
     }
 
     /// Terminates a message without metadata; acks one whose dedup id is
@@ -321,7 +326,10 @@ impl Delivery for Pulled<'_> {
         let (Some(store), Some(id)) = (&self.binding.dedup, &self.dedup_id) else {
             return Screened::Call;
         };
-        match store.get(dedup::bucket_key(&plugin.name, id).as_str()).await {
+        match store
+            .get(dedup::bucket_key(&plugin.name, id).as_str())
+            .await
+        {
             Ok(Some(_)) => {
                 tracing::info!(plugin = %plugin.name, id = %id, "duplicate: already handled; acking");
                 ack(&self.msg).await;
@@ -392,7 +400,12 @@ impl Delivery for Pulled<'_> {
 
     /// Stores the dead letter, then TERMs the input; if the letter cannot be
     /// stored, NAKs the input instead, so nothing is lost.
-    async fn dead_letter(&self, plugin: &Plugin, letter: &DeadLetter<'_>, subject: String) -> Lettered {
+    async fn dead_letter(
+        &self,
+        plugin: &Plugin,
+        letter: &DeadLetter<'_>,
+        subject: String,
+    ) -> Lettered {
         let (headers, payload) =
             letter.message(&self.msg.payload, self.client.server_info().max_payload);
         let stored = publish_durably(

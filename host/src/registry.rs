@@ -15,13 +15,13 @@ use tokio::task::JoinHandle;
 use crate::config::Manifest;
 use crate::core_delivery::CoreNats;
 use crate::jetstream_delivery::JetStream;
-use crate::serve::serve;
-use crate::slot::{Control, Slot};
 use crate::metrics::Metrics;
 use crate::plugin::Plugin;
 use crate::plugin_file::{self, PluginFileError};
 use crate::runtime::Runtime;
+use crate::serve::serve;
 use crate::shard::Shards;
+use crate::slot::{Control, Slot};
 
 /// One served plugin: its current version and its serve task.
 struct Entry {

@@ -50,8 +50,7 @@ pub trait Mode: Send + Sync + 'static {
 
     /// Once no lane of an earlier shared part runs: tidies what a new one
     /// replaced.
-    fn tidy(&self, plugin: &str, shared: Arc<Self::Shared>)
-    -> impl Future<Output = ()> + Send;
+    fn tidy(&self, plugin: &str, shared: Arc<Self::Shared>) -> impl Future<Output = ()> + Send;
 
     /// The plugin is leaving this host (removed, or the host stopping), as
     /// opposed to being replaced by new lanes here.

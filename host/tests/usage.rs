@@ -27,7 +27,9 @@ fn help_lists_every_command() {
         .take_while(|line| !line.trim().is_empty())
         .filter_map(|line| line.split_whitespace().next())
         .collect();
-    for command in ["run", "dev", "pub", "invoke", "check", "dlq", "build", "new"] {
+    for command in [
+        "run", "dev", "pub", "invoke", "check", "dlq", "build", "new",
+    ] {
         assert!(
             listed.contains(&command),
             "help does not list the command {command} (listed: {listed:?}): {text}"

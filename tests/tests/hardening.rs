@@ -540,3 +540,140 @@ async fn a_concurrency_the_instance_pool_cannot_serve_is_refused_at_load() {
     let memories = loaded.field("memories").and_then(|m| m.as_u64());
     assert!(memories.is_some_and(|m| m >= 1), "{}", loaded.raw);
 }
+
+/// Publishes raw `HPUB` frames on a connection of its own, as a hostile
+/// publisher can: `frames` are (subject, header block, payload).
+fn publish_raw(url: &str, frames: &[(&str, &[u8], &[u8])]) {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = url.trim_start_matches("nats://");
+    let stream = std::net::TcpStream::connect(addr).expect("connect to nats-server");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut info = String::new();
+    reader.read_line(&mut info).expect("read INFO");
+    let mut wire = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n".to_vec();
+    for (subject, header, payload) in frames {
+        wire.extend_from_slice(
+            format!(
+                "HPUB {subject} {} {}\r\n",
+                header.len(),
+                header.len() + payload.len()
+            )
+            .as_bytes(),
+        );
+        wire.extend_from_slice(header);
+        wire.extend_from_slice(payload);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"PING\r\n");
+    (&stream).write_all(&wire).expect("write the frames");
+    let mut line = String::new();
+    while !line.starts_with("PONG") {
+        line.clear();
+        reader.read_line(&mut line).expect("read until PONG");
+        assert!(
+            !line.starts_with("-ERR"),
+            "the server refused a frame: {line}"
+        );
+    }
+}
+
+/// Header blocks the client cannot parse: invalid UTF-8, a line with no `:`,
+/// a version line that is not `NATS/1.0`.
+const MALFORMED: [(&[u8], &str); 3] = [
+    (b"NATS/1.0\r\nX-Bad: \xff\xfe\r\n\r\n", "utf-8"),
+    (b"NATS/1.0\r\nno colon on this line\r\n\r\n", "header"),
+    (b"HTTP/1.1 200 OK\r\n\r\n", "NATS/1.0"),
+];
+
+/// Finding 3: one message with a header block the client cannot parse made
+/// it drop the host's connection (core NATS: the messages behind it on that
+/// connection were lost). Now such a message is dead-lettered with its
+/// payload intact, the messages after it are handled, and the connection
+/// stays up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_header_block_is_dead_lettered_and_the_connection_stays_up() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add("echo");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.test.echo").await;
+    let mut out = subscribe(&client, "test.echo.out").await;
+
+    let mut frames: Vec<(&str, &[u8], &[u8])> = Vec::new();
+    for (i, (header, _)) in MALFORMED.iter().enumerate() {
+        frames.push(("test.echo", header, [b"bad-0", b"bad-1", b"bad-2"][i]));
+        frames.push(("test.echo", b"NATS/1.0\r\nX-Ok: yes\r\n\r\n", b"good"));
+    }
+    publish_raw(&nats.url(), &frames);
+
+    let mut letters = Vec::new();
+    for _ in MALFORMED {
+        letters.push(next_dead_letter(&mut dead, "a malformed message's dead letter", &host).await);
+    }
+    letters.sort_by(|a, b| a.message.payload.cmp(&b.message.payload));
+    for (i, letter) in letters.iter().enumerate() {
+        assert_eq!(
+            letter.message.payload.as_ref(),
+            format!("bad-{i}").as_bytes()
+        );
+        assert_eq!(letter.kind, "permanent", "{}", letter.error);
+        assert_eq!(letter.attempts, 1);
+        assert!(
+            letter.error.contains("malformed headers") && letter.error.contains(MALFORMED[i].1),
+            "{}",
+            letter.error
+        );
+    }
+    for _ in MALFORMED {
+        let msg = evhost_tests::next_message(&mut out, WAIT, "echo of a good message", &host).await;
+        assert_eq!(msg.payload.as_ref(), b"good");
+    }
+    evhost_tests::echo_roundtrip(&client, &host, "still here").await;
+    assert_eq!(
+        host.count_logs("disconnected from NATS; reconnecting", None),
+        0,
+        "{}",
+        host.log_report()
+    );
+}
+
+/// The same on JetStream, where the stored message used to drop the
+/// connection again at every redelivery: it is dead-lettered once and
+/// terminated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_malformed_header_block_is_dead_lettered_once() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "echo",
+        "[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\n\
+         stream_subjects = [\"test.echo\"]\nack_wait = \"1s\"\n",
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut dead = subscribe(&client, "dlq.test.echo").await;
+    publish_raw(&nats.url(), &[("test.echo", MALFORMED[1].0, b"stored-bad")]);
+    let letter = next_dead_letter(&mut dead, "the stored message's dead letter", &host).await;
+    assert_eq!(letter.message.payload.as_ref(), b"stored-bad");
+    assert_eq!(letter.kind, "permanent", "{}", letter.error);
+    assert!(
+        letter.error.contains("malformed headers"),
+        "{}",
+        letter.error
+    );
+    // Three ack waits later: not delivered again, nothing reconnected.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        pending_message(&mut dead).is_none(),
+        "dead-lettered twice: the message was not terminated"
+    );
+    evhost_tests::echo_roundtrip(&client, &host, "still here").await;
+    assert_eq!(
+        host.count_logs("disconnected from NATS; reconnecting", None),
+        0,
+        "{}",
+        host.log_report()
+    );
+}

@@ -53,7 +53,10 @@ fn the_nats_server_found_runs_and_is_a_jetstream_version() {
         .output()
         .expect("run nats-server --version");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "nats-server --version failed: {out:?}");
+    assert!(
+        out.status.success(),
+        "nats-server --version failed: {out:?}"
+    );
     // "nats-server: v2.9.10": JetStream key-value needs 2.6 or later.
     let version = text
         .trim()

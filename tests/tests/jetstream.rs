@@ -570,7 +570,11 @@ async fn sigterm_finishes_and_acks_in_flight_then_another_host_takes_the_rest() 
     let (nats, _client, js, dir) = echo_setup().await;
     dir.add_with_manifest(
         "echo",
-        &evhost_tests::edited(&echo_manifest("", "sleep_ms = 400"), "concurrency = 8", "concurrency = 4"),
+        &evhost_tests::edited(
+            &echo_manifest("", "sleep_ms = 400"),
+            "concurrency = 8",
+            "concurrency = 4",
+        ),
     );
     let first = Host::start_ready(&dir.path(), &nats.url()).await;
     let inputs = ids("t", 20);
@@ -621,7 +625,11 @@ async fn a_long_handler_keeps_its_message_with_in_progress_acks() {
     // Three times the ack wait: without in-progress acks it would be redelivered.
     dir.add_with_manifest(
         "echo",
-        &evhost_tests::edited(&echo_manifest("", "sleep_ms = 3000"), "ack_wait = \"2s\"", "ack_wait = \"1s\""),
+        &evhost_tests::edited(
+            &echo_manifest("", "sleep_ms = 3000"),
+            "ack_wait = \"2s\"",
+            "ack_wait = \"1s\"",
+        ),
     );
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     let mut out = subscribe(&client, "test.echo.out").await;
