@@ -183,12 +183,18 @@ impl PluginBoard {
         });
     }
 
-    /// The files of `name` were refused: `file` for `error`. A version
-    /// already serving keeps serving.
+    /// The files of `name` were refused: `file` for `error` (which may
+    /// start with the file's name, as a log line's does; `file` says it).
+    /// A version already serving keeps serving.
     pub fn rejected(&self, name: &str, file: &Path, error: &str) {
+        let file = file.display().to_string();
+        let cause = error
+            .strip_prefix(&file)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map_or(error, str::trim_start);
         let rejection = Rejection {
-            file: file.display().to_string(),
-            error: error.to_string(),
+            error: cause.to_string(),
+            file,
             at: rfc3339(SystemTime::now()),
         };
         self.with(|plugins| {
@@ -272,6 +278,16 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&board.to_json()).unwrap();
         assert_eq!(json["plugins"][0]["status"], "rejected");
         assert_eq!(json["plugins"][0]["version"], serde_json::Value::Null);
+        // The file's name is not repeated in the cause.
+        board.rejected(
+            "broken",
+            Path::new("/p/broken.toml"),
+            "/p/broken.toml:2:1: unknown field",
+        );
+        assert_eq!(
+            board.views()[0].last_error.as_ref().unwrap().error,
+            "2:1: unknown field"
+        );
         board.files_valid("broken");
         assert!(board.views()[0].last_error.is_none());
         board.removed("broken");
