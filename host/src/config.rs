@@ -307,17 +307,7 @@ fn key_position(text: &str, message: &str) -> Option<(usize, usize)> {
 impl Manifest {
     /// Parses manifest text. Errors carry the line and column.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
-        toml::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((1, 1));
-            ManifestError::Syntax {
-                line,
-                column,
-                message: err.message().replace('\n', " ").trim().to_string(),
-            }
-        })
+        parse_strict(text)
     }
 
     /// Reads and parses `path`; a missing file is an empty manifest.
@@ -572,6 +562,24 @@ impl Manifest {
             dead_letter_stream,
         }))
     }
+}
+
+/// Parses TOML `text` into `T` (a schema with `deny_unknown_fields`): an
+/// error, a syntax error or a key or type the schema does not take, carries
+/// its line and column. Shared by the manifest and the host's own
+/// configuration file (`host_config.rs`).
+pub fn parse_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ManifestError> {
+    toml::from_str(text).map_err(|err| {
+        let (line, column) = err
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((1, 1));
+        ManifestError::Syntax {
+            line,
+            column,
+            message: err.message().replace('\n', " ").trim().to_string(),
+        }
+    })
 }
 
 /// A stream, consumer or bucket name: letters, digits, `-` and `_`.

@@ -17,6 +17,8 @@ use crate::lane::cores;
 use crate::listener::Endpoints;
 use crate::metrics::Metrics;
 use crate::nats_connection::NatsConnection;
+use crate::plugin_defaults::PluginDefaults;
+use crate::plugin_status::PluginBoard;
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::shard::Shards;
@@ -37,11 +39,16 @@ pub struct HostOptions {
     pub drain_timeout: Duration,
     /// Keep compiled plugins in wasmtime's on-disk cache.
     pub compile_cache: bool,
+    /// Where that cache lives (default: wasmtime's).
+    pub cache_dir: Option<PathBuf>,
     /// Serve Prometheus metrics at `http://ADDR/metrics`.
     pub metrics: Option<String>,
     /// Keep every plugin's dead letters in a stream, created where none
     /// captures them (`evhost dev`).
     pub dead_letter_streams: bool,
+    /// The `[limits]` and `[delivery]` every plugin gets where its
+    /// manifest says nothing (the configuration file's).
+    pub plugin_defaults: PluginDefaults,
 }
 
 /// Runs the host until `shutdown` resolves, then stops taking messages,
@@ -58,16 +65,19 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
 
     let runtime = Runtime::new(RuntimeOptions {
         compile_cache: options.compile_cache,
+        cache_dir: options.cache_dir.clone(),
     })?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());
+    let board = Arc::new(PluginBoard::default());
     let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
     if let Some(addr) = &options.metrics {
         let listener = crate::listener::bind(addr).await?;
-        tracing::info!(addr = %listener.local_addr().context("metrics address")?, "serving /metrics, /healthz and /readyz");
+        tracing::info!(addr = %listener.local_addr().context("metrics address")?, "serving /metrics, /healthz, /readyz and /plugins");
         let endpoints = Endpoints {
             metrics: metrics.clone(),
             readiness: readiness.clone(),
+            plugins: board.clone(),
         };
         tokio::spawn(crate::listener::serve(listener, endpoints, async {
             let _ = metrics_stopped.await;
@@ -88,7 +98,9 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
         shards.clone(),
         metrics,
     )
-    .keep_dead_letters(options.dead_letter_streams);
+    .keep_dead_letters(options.dead_letter_streams)
+    .report_to(board)
+    .plugin_defaults(options.plugin_defaults.clone());
     let names = registry.scan()?;
     if names.is_empty() {
         tracing::warn!(dir = %dir.display(), "no plugins in the folder yet: drop NAME.wasm files there (they are loaded as they arrive)");

@@ -82,6 +82,7 @@ async fn load(
     // the same file while a handler is written.
     let runtime = Runtime::new(RuntimeOptions {
         compile_cache: true,
+        cache_dir: None,
     })?;
     let dir = wasm_path.parent().unwrap_or(Path::new("."));
     Plugin::load(&runtime, &name, dir, kv, wasm, settings, None)

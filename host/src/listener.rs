@@ -1,7 +1,9 @@
 //! The operator's HTTP listener (`evhost run --metrics ADDR`), served with
 //! hyper: `GET /metrics` (Prometheus text), `GET /healthz` (the process is
 //! serving: always 200) and `GET /readyz` (200 when [`Readiness`] says so,
-//! else 503 with the reason). Anything else is a 404.
+//! else 503 with the reason) and `GET /plugins` (every plugin's version,
+//! subjects, mode, counters and last rejection, as JSON; see
+//! `plugin_status.rs`). Anything else is a 404.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,6 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::health::Readiness;
 use crate::metrics::Metrics;
+use crate::plugin_status::PluginBoard;
 
 /// What the listener answers from.
 #[derive(Clone)]
@@ -28,6 +31,8 @@ pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` reports.
     pub readiness: Arc<Readiness>,
+    /// What `/plugins` shows.
+    pub plugins: Arc<PluginBoard>,
 }
 
 /// Binds the listener at `addr`.
@@ -81,6 +86,7 @@ enum Route {
     Metrics,
     Healthz,
     Readyz,
+    Plugins,
     NotFound,
 }
 
@@ -92,12 +98,18 @@ fn route(method: &Method, path: &str) -> Route {
         "/metrics" => Route::Metrics,
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
+        "/plugins" => Route::Plugins,
         _ => Route::NotFound,
     }
 }
 
 fn respond(method: &Method, path: &str, endpoints: &Endpoints) -> Response<Full<Bytes>> {
-    let (status, body) = match route(method, path) {
+    let route = route(method, path);
+    let content_type = match route {
+        Route::Plugins => "application/json",
+        _ => "text/plain; version=0.0.4",
+    };
+    let (status, body) = match route {
         Route::Metrics => (StatusCode::OK, endpoints.metrics.render()),
         Route::Healthz => (StatusCode::OK, "ok\n".to_string()),
         Route::Readyz => match endpoints.readiness.check() {
@@ -107,16 +119,17 @@ fn respond(method: &Method, path: &str, endpoints: &Endpoints) -> Response<Full<
                 format!("not ready: {why}\n"),
             ),
         },
+        Route::Plugins => (StatusCode::OK, endpoints.plugins.to_json()),
         Route::NotFound => (
             StatusCode::NOT_FOUND,
-            "not found: try GET /metrics, /healthz or /readyz\n".to_string(),
+            "not found: try GET /metrics, /healthz, /readyz or /plugins\n".to_string(),
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        header::HeaderValue::from_static(content_type),
     );
     response
 }
@@ -126,10 +139,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_three_endpoints_are_served() {
+    fn only_the_four_endpoints_are_served() {
         assert_eq!(route(&Method::GET, "/metrics"), Route::Metrics);
         assert_eq!(route(&Method::GET, "/healthz"), Route::Healthz);
         assert_eq!(route(&Method::HEAD, "/readyz"), Route::Readyz);
+        assert_eq!(route(&Method::GET, "/plugins"), Route::Plugins);
         assert_eq!(route(&Method::POST, "/metrics"), Route::NotFound);
         assert_eq!(route(&Method::GET, "/"), Route::NotFound);
     }
@@ -139,6 +153,7 @@ mod tests {
         let endpoints = Endpoints {
             metrics: Arc::new(Metrics::default()),
             readiness: Arc::new(Readiness::default()),
+            plugins: Arc::new(PluginBoard::default()),
         };
         let response = respond(&Method::GET, "/readyz", &endpoints);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -146,5 +161,8 @@ mod tests {
             respond(&Method::GET, "/healthz", &endpoints).status(),
             StatusCode::OK
         );
+        let plugins = respond(&Method::GET, "/plugins", &endpoints);
+        assert_eq!(plugins.status(), StatusCode::OK);
+        assert_eq!(plugins.headers()[header::CONTENT_TYPE], "application/json");
     }
 }

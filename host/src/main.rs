@@ -1,18 +1,19 @@
-//! The `evhost` command line: `run`, `dev`, `invoke`, `check`, `pub`, `dlq`,
-//! `build` and `new`.
+//! The `evhost` command line: `run`, `status`, `dev`, `invoke`, `check`,
+//! `pub`, `dlq`, `build` and `new`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use evhost::dlq;
 use evhost::host::{self, HostOptions};
 use evhost::invoke::{self, Invocation};
 use evhost::logging::{self, LogFormat};
 use evhost::nats_args::{NatsArgs, NatsAuthArgs};
 use evhost::nats_connection::NatsConnection;
+use evhost::run_args::RunArgs;
 use evhost::signals::StopSignals;
 
 /// mimalloc: the host allocates and frees small buffers for every message
@@ -26,7 +27,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "evhost", version, about)]
 struct Cli {
     /// Log line format.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "EVHOST_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -35,22 +42,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve every plugin in a directory from NATS, reloading them as they change.
-    Run {
-        /// Directory of NAME.wasm plugins and their NAME.toml manifests.
-        #[arg(long, value_name = "DIR")]
-        plugins: PathBuf,
-        #[command(flatten)]
-        nats: NatsArgs,
-        /// How long shutdown waits for messages in flight.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        drain_timeout: Duration,
-        /// Do not keep compiled plugins in the on-disk cache.
+    Run(RunArgs),
+    /// Show the plugins a running host serves (from its /plugins).
+    Status {
+        /// The host's listener (its --metrics address).
+        #[arg(
+            long,
+            env = "EVHOST_METRICS",
+            value_name = "ADDR",
+            default_value = "127.0.0.1:9464"
+        )]
+        listen: String,
+        /// Print the JSON as the host serves it.
         #[arg(long)]
-        no_compile_cache: bool,
-        /// Serve Prometheus metrics at http://ADDR/metrics, and the health
-        /// probes /healthz and /readyz, e.g. 127.0.0.1:9464.
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<String>,
+        json: bool,
     },
     /// Start a throwaway nats-server and serve a plugin directory against it.
     Dev {
@@ -208,8 +213,11 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("evhost: internal error: {info}");
     }));
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(err) if !err.use_stderr() => {
             let _ = err.print(); // --help, --version
             return ExitCode::SUCCESS;
@@ -233,7 +241,31 @@ fn main() -> ExitCode {
         Command::Run { .. } | Command::Dev { .. } => "info",
         _ => "warn,evhost::guest=info",
     };
-    logging::init(cli.log_format, default_filter);
+    // `run` reads its configuration file first: it may set the log format.
+    let mut log_format = cli.log_format;
+    let run = match &cli.command {
+        Command::Run(args) => {
+            let run_matches = matches
+                .subcommand_matches("run")
+                .expect("the run command has its matches");
+            let log_format_given = evhost::run_args::given(run_matches, "log_format");
+            match args
+                .clone()
+                .resolve(run_matches, cli.log_format, log_format_given)
+            {
+                Ok(resolved) => {
+                    log_format = resolved.log_format;
+                    Some(resolved.options)
+                }
+                Err(err) => {
+                    eprintln!("error: {}", evhost::errors::one_line(&format!("{err:#}")));
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
+    logging::init(log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -244,7 +276,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(execute(cli.command));
+    let result = runtime.block_on(execute(cli.command, run));
     // Whatever is still running (a blocking compile, a task waiting on a lost
     // connection) must not keep a finished command from exiting.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -257,25 +289,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn execute(command: Command) -> anyhow::Result<u8> {
+/// Runs `command`; `run` is `evhost run`'s options, resolved before the
+/// log was set up.
+async fn execute(command: Command, run: Option<HostOptions>) -> anyhow::Result<u8> {
     match command {
-        Command::Run {
-            plugins,
-            nats,
-            drain_timeout,
-            no_compile_cache,
-            metrics,
-        } => {
-            let options = HostOptions {
-                plugins,
-                nats: nats.connection()?,
-                drain_timeout,
-                compile_cache: !no_compile_cache,
-                metrics,
-                dead_letter_streams: false,
-            };
+        Command::Run(_) => {
+            let options = run.expect("run's options are resolved before it starts");
             let stop = StopSignals::install()?.spawn(|| {});
             host::run(options, stop).await?;
+            Ok(0)
+        }
+        Command::Status { listen, json } => {
+            let text = evhost::status::fetch(&listen).await?;
+            if json {
+                print!("{text}");
+            } else {
+                print!("{}", evhost::status::table(&text)?);
+            }
             Ok(0)
         }
         Command::Dev {
@@ -309,8 +339,10 @@ async fn execute(command: Command) -> anyhow::Result<u8> {
                 nats: NatsConnection::plain(&server.url)?,
                 drain_timeout,
                 compile_cache: true,
+                cache_dir: None,
                 metrics: None,
                 dead_letter_streams: true,
+                plugin_defaults: Default::default(),
             };
             // Shared with the second-signal path, which must stop the server
             // and remove its store before the process exits.

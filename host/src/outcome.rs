@@ -77,6 +77,15 @@ pub enum DeadLetterKind {
 }
 
 impl DeadLetterKind {
+    /// Every kind.
+    pub const ALL: [DeadLetterKind; 5] = [
+        DeadLetterKind::Permanent,
+        DeadLetterKind::Exhausted,
+        DeadLetterKind::Trap,
+        DeadLetterKind::Timeout,
+        DeadLetterKind::InvalidOutput,
+    ];
+
     /// The header value.
     pub fn as_str(self) -> &'static str {
         match self {

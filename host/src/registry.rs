@@ -17,7 +17,9 @@ use crate::core_delivery::CoreNats;
 use crate::jetstream_delivery::JetStream;
 use crate::metrics::Metrics;
 use crate::plugin::Plugin;
+use crate::plugin_defaults::PluginDefaults;
 use crate::plugin_file::{self, PluginFileError};
+use crate::plugin_status::PluginBoard;
 use crate::runtime::Runtime;
 use crate::serve::serve;
 use crate::shard::Shards;
@@ -47,6 +49,10 @@ pub struct Registry {
     /// Plugins whose files were last rejected, so the fix is logged even
     /// when it brings back the version still serving.
     rejected: std::collections::HashSet<String>,
+    /// What `/plugins` shows.
+    board: Arc<PluginBoard>,
+    /// The host's `[limits]` and `[delivery]` for every plugin.
+    defaults: PluginDefaults,
 }
 
 /// The files of plugin `name` in `dir`.
@@ -95,7 +101,29 @@ impl Registry {
             plugins: HashMap::new(),
             dead_letter_streams: false,
             rejected: Default::default(),
+            board: Default::default(),
+            defaults: PluginDefaults::default(),
         }
+    }
+
+    /// Reports every load, reload, rejection and removal to `board`.
+    pub fn report_to(mut self, board: Arc<PluginBoard>) -> Self {
+        self.board = board;
+        self
+    }
+
+    /// Gives every plugin `defaults` where its manifest says nothing.
+    pub fn plugin_defaults(mut self, defaults: PluginDefaults) -> Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// Logs that `name`'s `file` was refused for `error`, and remembers it
+    /// (for `/plugins`, and to log the fix); a version serving keeps serving.
+    fn reject(&mut self, name: &str, file: &Path, error: String) {
+        tracing::error!(plugin = name, file = %file.display(), error = %error, "plugin rejected");
+        self.rejected.insert(name.to_string());
+        self.board.rejected(name, file, &error);
     }
 
     /// Has every plugin's dead letters kept in a stream, created where none
@@ -195,8 +223,7 @@ impl Registry {
                 return;
             }
             Err(e) => {
-                tracing::error!(plugin = name, file = %wasm_file.display(), error = %e, "plugin rejected");
-                self.rejected.insert(name.to_string());
+                self.reject(name, &wasm_file, e.to_string());
                 return;
             }
         };
@@ -204,20 +231,22 @@ impl Registry {
         let manifest = match read_manifest(&manifest_file) {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(plugin = name, file = %manifest_file.display(), error = crate::errors::one_line(&format!("{e:#}")), "plugin rejected");
-                self.rejected.insert(name.to_string());
+                self.reject(
+                    name,
+                    &manifest_file,
+                    crate::errors::one_line(&format!("{e:#}")),
+                );
                 return;
             }
         };
-        let settings = match manifest.resolve(name) {
+        let settings = match self.defaults.apply(&manifest).resolve(name) {
             Ok(s) => s,
             Err(e) => {
                 let e = match plugin_file::read(&manifest_file, plugin_file::MAX_MANIFEST_BYTES) {
                     Ok(bytes) => e.located(&String::from_utf8_lossy(&bytes)),
                     Err(_) => e,
                 };
-                tracing::error!(plugin = name, file = %manifest_file.display(), error = %e, "plugin rejected");
-                self.rejected.insert(name.to_string());
+                self.reject(name, &manifest_file, e.to_string());
                 return;
             }
         };
@@ -231,6 +260,7 @@ impl Registry {
         {
             // Touched, not changed; or put back as it was after a rejection.
             if self.rejected.remove(name) {
+                self.board.files_valid(name);
                 tracing::info!(plugin = name, version = %old.version, "plugin files valid again; the version serving is unchanged");
             }
             return;
@@ -262,14 +292,16 @@ impl Registry {
         {
             Ok(p) => Arc::new(p),
             Err(e) => {
-                tracing::error!(plugin = name, file = %wasm_file.display(), error = crate::errors::one_line(&format!("{e:#}")), "plugin rejected");
-                self.rejected.insert(name.to_string());
+                self.reject(name, &wasm_file, crate::errors::one_line(&format!("{e:#}")));
                 return;
             }
         };
         if let Err(err) = self.ensure_dead_letter_stream(&plugin).await {
-            tracing::error!(plugin = name, file = %manifest_file.display(), error = crate::errors::one_line(&format!("{err:#}")), "plugin rejected");
-            self.rejected.insert(name.to_string());
+            self.reject(
+                name,
+                &manifest_file,
+                crate::errors::one_line(&format!("{err:#}")),
+            );
             return;
         }
         self.install(plugin, manifest, changed).await;
@@ -291,6 +323,7 @@ impl Registry {
             let started = Instant::now();
             let old = entry.slot.swap(plugin.clone());
             entry.manifest = manifest;
+            self.board.serving(&plugin, self.metrics.plugin(&name));
             let _ = entry.control.try_send(Control::Resubscribe);
             tracing::info!(
                 plugin = %name,
@@ -325,14 +358,15 @@ impl Registry {
         match subscribed.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
-                tracing::error!(
-                    plugin = %name, file = %manifest_path(&self.dir, &name).display(),
-                    error = crate::errors::one_line(&format!("{err:#}")), "plugin rejected"
-                );
+                let file = manifest_path(&self.dir, &name);
+                self.reject(&name, &file, crate::errors::one_line(&format!("{err:#}")));
                 return;
             }
             Err(_) => {
                 tracing::error!(plugin = %name, "plugin rejected: its serve task ended at start");
+                let file = wasm_path(&self.dir, &name);
+                self.board
+                    .rejected(&name, &file, "its serve task ended at start");
                 return;
             }
         }
@@ -345,6 +379,7 @@ impl Registry {
             // still served (by the new task), so this is no removal.
             self.retire(&name, false);
         }
+        self.board.serving(&plugin, self.metrics.plugin(&name));
         self.plugins.insert(
             name.clone(),
             Entry {
@@ -368,6 +403,7 @@ impl Registry {
     /// Stops serving `name`: its subscriptions are drained and the messages
     /// it took are finished in the background.
     pub fn remove(&mut self, name: &str) {
+        self.board.removed(name);
         self.retire(name, true);
     }
 

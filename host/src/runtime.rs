@@ -165,6 +165,9 @@ pub struct RuntimeOptions {
     /// Keep compiled code in wasmtime's on-disk cache, so a restart with the
     /// same plugins skips compilation.
     pub compile_cache: bool,
+    /// The cache's folder, absolute (default: wasmtime's, under
+    /// `$XDG_CACHE_HOME` or `~/.cache`).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Runtime {
@@ -301,7 +304,11 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> Config {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
     if options.compile_cache {
-        match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+        let mut cache_config = wasmtime::CacheConfig::new();
+        if let Some(dir) = &options.cache_dir {
+            cache_config.with_directory(dir);
+        }
+        match wasmtime::Cache::new(cache_config) {
             Ok(cache) => {
                 config.cache(Some(cache));
             }
