@@ -1,10 +1,10 @@
 //! Builds every plugin of the workspace (`plugins/*` and `tests/plugins/*`) for
 //! `wasm32-wasip2`, so the end-to-end tests run real components.
 //!
-//! Like wasmtime's and Spin's test-program crates, this runs a nested
-//! `cargo build --release --target wasm32-wasip2` with a target directory of
-//! its own (`<workspace>/target/plugin-wasm`), after clearing the variables the
-//! outer build sets for build scripts, which would otherwise leak into it.
+//! The nested `cargo build --release --target wasm32-wasip2`, with a target
+//! directory of its own (`<workspace>/target/plugin-wasm`) and clean of the
+//! outer build's environment, is `evhost_nats_process::wasm_build`'s, which
+//! the benchmark (`host/benches/overhead.rs`) runs too.
 //!
 //! It then copies each plugin to `$OUT_DIR/wasm/NAME.wasm`, NAME being the
 //! plugin's folder name, and exports that folder as `EVHOST_PLUGIN_WASM_DIR`.
@@ -13,9 +13,8 @@
 //! hot-reload tests have two versions whose outputs differ.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-const TARGET: &str = "wasm32-wasip2";
+use evhost_nats_process::wasm_build;
 
 struct Plugin {
     /// The folder's name: the plugin's name, and the stem of its `.wasm`.
@@ -51,7 +50,9 @@ fn main() {
     );
     println!("cargo:rustc-env=EVHOST_PLUGIN_WASM_DIR={}", dist.display());
 
-    check_target_installed();
+    if let Err(e) = wasm_build::check_target_installed() {
+        panic!("{e}");
+    }
 
     let mut plugins = discover(&workspace.join("plugins"));
     plugins.extend(discover(&workspace.join("tests/plugins")));
@@ -60,62 +61,36 @@ fn main() {
         return;
     }
 
-    let target_dir = workspace.join("target/plugin-wasm");
     let packages: Vec<&str> = plugins.iter().map(|p| p.package.as_str()).collect();
-    cargo_build(&workspace, &target_dir, &packages, &[]);
+    let release = cargo_build(
+        &workspace,
+        &workspace.join("target/plugin-wasm"),
+        &packages,
+        &[],
+    );
 
     std::fs::create_dir_all(&dist).expect("create the wasm output folder");
-    let release = |dir: &Path| dir.join(TARGET).join("release");
     for plugin in &plugins {
         copy(
-            &release(&target_dir).join(&plugin.artifact),
+            &release.join(&plugin.artifact),
             &dist.join(format!("{}.wasm", plugin.name)),
         );
     }
 
     // The second version of `echo`, for the hot-reload tests.
     if let Some(echo) = plugins.iter().find(|p| p.name == "echo") {
-        let v2_dir = workspace.join("target/plugin-wasm-v2");
-        cargo_build(
+        let v2_release = cargo_build(
             &workspace,
-            &v2_dir,
+            &workspace.join("target/plugin-wasm-v2"),
             &[echo.package.as_str()],
             &[("EVHOST_ECHO_VERSION", "2")],
         );
-        copy(
-            &release(&v2_dir).join(&echo.artifact),
-            &dist.join("echo-v2.wasm"),
-        );
+        copy(&v2_release.join(&echo.artifact), &dist.join("echo-v2.wasm"));
     }
 }
 
 fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| panic!("cargo sets {key} for build scripts"))
-}
-
-/// Fails with the fix when the standard library for wasm32-wasip2 is missing.
-fn check_target_installed() {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
-    let output = Command::new(&rustc)
-        .args(["--print", "target-libdir", "--target", TARGET])
-        .output()
-        .unwrap_or_else(|e| panic!("could not run `{rustc}`: {e}"));
-    let libdir = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    let installed = output.status.success()
-        && !libdir.is_empty()
-        && std::fs::read_dir(&libdir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
-            })
-            .unwrap_or(false);
-    if !installed {
-        panic!(
-            "the Rust target {TARGET} is not installed (no standard library in {libdir:?}); \
-             the end-to-end tests build their plugins for it: run `rustup target add {TARGET}`"
-        );
-    }
 }
 
 /// Every folder under `dir` with a `Cargo.toml`, as a plugin, sorted by name.
@@ -156,83 +131,15 @@ fn discover(dir: &Path) -> Vec<Plugin> {
     plugins
 }
 
-/// Runs the nested `cargo build`, clean of the outer build's environment.
-fn cargo_build(workspace: &Path, target_dir: &Path, packages: &[&str], envs: &[(&str, &str)]) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(workspace)
-        .arg("build")
-        .arg("--release")
-        .arg("--target")
-        .arg(TARGET)
-        .arg("--target-dir")
-        .arg(target_dir);
-    for package in packages {
-        cmd.arg("-p").arg(package);
-    }
-
-    // What cargo sets for a build script, or for rustc, describes the outer
-    // build (its target, profile, flags, jobserver, clippy driver): none of it
-    // applies to the nested one. Cargo's own settings (registry, network,
-    // terminal, home) stay.
-    const KEEP: &[&str] = &[
-        "CARGO_HOME",
-        "CARGO_NET_",
-        "CARGO_HTTP_",
-        "CARGO_REGISTRIES_",
-        "CARGO_REGISTRY_",
-        "CARGO_TERM_",
-        "CARGO_BUILD_JOBS",
-    ];
-    const REMOVE: &[&str] = &[
-        "RUSTFLAGS",
-        "RUSTDOCFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_LINKER",
-        "RUSTDOC",
-        "CLIPPY_ARGS",
-        "CLIPPY_CONF_DIR",
-        "MAKEFLAGS",
-        "MFLAGS",
-        "TARGET",
-        "HOST",
-        "OUT_DIR",
-        "PROFILE",
-        "OPT_LEVEL",
-        "DEBUG",
-        "NUM_JOBS",
-        "EVHOST_ECHO_VERSION",
-    ];
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        let outer = (key.starts_with("CARGO_") && !KEEP.iter().any(|k| key.starts_with(k)))
-            || key.starts_with("__CARGO")
-            || REMOVE.contains(&key);
-        if outer {
-            cmd.env_remove(key);
-        }
-    }
-    for (key, value) in envs {
-        cmd.env(key, value);
-    }
-    // Build-script stdout is read by cargo as directives: keep the nested
-    // build's output on stderr, which cargo shows when this script fails.
-    cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
-
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("could not run `{cargo}`: {e}"));
-    if !status.success() {
-        panic!(
-            "building the plugins for {TARGET} failed ({status}): \
-             `cargo build --release --target {TARGET} --target-dir {} -p {}`{}; see its output above",
-            target_dir.display(),
-            packages.join(" -p "),
-            envs.iter()
-                .map(|(k, v)| format!(" with {k}={v}"))
-                .collect::<String>(),
-        );
-    }
+/// Runs the nested `cargo build` (evhost-nats-process's, clean of the outer
+/// build's environment) and returns the folder the `.wasm` files are in.
+fn cargo_build(
+    workspace: &Path,
+    target_dir: &Path,
+    packages: &[&str],
+    envs: &[(&str, &str)],
+) -> PathBuf {
+    wasm_build::build(workspace, target_dir, packages, envs).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn copy(from: &Path, to: &Path) {

@@ -43,7 +43,7 @@ use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
-use evhost::dev::DevServer;
+use evhost_nats_process::{NatsServer, poll, wasm_build};
 use futures::StreamExt;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -529,9 +529,10 @@ impl Bench {
         let (light_latency, latency) = if self.smoke {
             (None, None)
         } else {
-            while progress().await < published {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            poll::until(Duration::MAX, Duration::from_millis(20), || async {
+                (progress().await >= published).then_some(())
+            })
+            .await;
             let sample = |rate: f64| {
                 let (client, payload, epoch) = (publisher.clone(), payload.clone(), self.epoch);
                 let latencies = latencies.clone();
@@ -786,17 +787,27 @@ impl HostProcess {
 
     /// Waits for a log line whose message is `message`; returns it as JSON.
     fn wait_for(&mut self, message: &str) -> anyhow::Result<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                self.seen.push(line);
-                if json["fields"]["message"] == message {
-                    return Ok(json);
+        use std::sync::mpsc::TryRecvError;
+        let found = poll::blocking(Duration::from_secs(60), Duration::from_millis(10), || {
+            loop {
+                match self.lines.try_recv() {
+                    Ok(line) => {
+                        let json: serde_json::Value =
+                            serde_json::from_str(&line).unwrap_or_default();
+                        self.seen.push(line);
+                        if json["fields"]["message"] == message {
+                            return Some(Some(json));
+                        }
+                    }
+                    Err(TryRecvError::Empty) => return None,
+                    // The host closed its stderr: it has exited.
+                    Err(TryRecvError::Disconnected) => return Some(None),
                 }
             }
-        }
-        bail!("evhost never logged {message:?}:\n{}", self.seen.join("\n"))
+        });
+        found
+            .flatten()
+            .with_context(|| format!("evhost never logged {message:?}:\n{}", self.seen.join("\n")))
     }
 
     fn rss_kib(&self) -> u64 {
@@ -1108,10 +1119,12 @@ impl Bench {
         .await?;
         // Let the handler finish what is outstanding, so that nothing of
         // this case is counted in the next.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while progress().await < published && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll::until(
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            || async { (progress().await >= published).then_some(()) },
+        )
+        .await;
         let handled = progress().await;
         if handled < published {
             eprintln!(
@@ -1252,41 +1265,17 @@ fn capability_notes() -> String {
     )
 }
 
-/// Builds the plugins the benchmark runs, in a target directory of its own.
+/// Builds the plugins the benchmark runs, in a target directory of its own
+/// (the nested build the end-to-end tests' build script runs too).
 fn build_plugins() -> anyhow::Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let target = root.join("target/bench-wasm");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "noop",
-            "-p",
-            "payment",
-            "-p",
-            "bench-http",
-            "-p",
-            "bench-kv",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .context("run cargo to build the plugins")?;
-    anyhow::ensure!(
-        status.success(),
-        "building the plugins failed (rustup target add wasm32-wasip2?)"
-    );
-    Ok(target.join("wasm32-wasip2/release"))
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    wasm_build::check_target_installed()?;
+    Ok(wasm_build::build(
+        root,
+        &root.join("target/bench-wasm"),
+        &["noop", "payment", "bench-http", "bench-kv"],
+        &[],
+    )?)
 }
 
 fn field_ms(json: &serde_json::Value, name: &str) -> f64 {
@@ -1541,10 +1530,10 @@ async fn main() -> anyhow::Result<()> {
         Some(Some((label, case))) => (Some(label.to_string()), Some(Case::named(case)?)),
         _ => (only, None),
     };
-    let server = DevServer::start(None, 0)?;
+    let server = NatsServer::start(evhost_nats_process::Options::default())?;
     let plugins = build_plugins()?;
     let bench = Bench {
-        url: server.url.clone(),
+        url: server.url(),
         duration,
         smoke,
         plugins,
