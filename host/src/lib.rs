@@ -45,6 +45,7 @@ pub mod nats_args;
 pub mod nats_connection;
 pub mod outbound_http;
 pub mod outcome;
+pub mod output_rules;
 pub mod plugin;
 pub mod plugin_build;
 pub mod plugin_file;
