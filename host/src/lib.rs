@@ -23,6 +23,8 @@ pub mod dev;
 pub mod dispatch;
 pub mod dlq;
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guest_log;
 pub mod health;
 pub mod host;
