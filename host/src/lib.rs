@@ -26,6 +26,8 @@ pub mod dlq;
 pub mod driver;
 pub mod durable_publish;
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guest_log;
 pub mod health;
 pub mod host;
@@ -50,6 +52,7 @@ pub mod nats_args;
 pub mod nats_connection;
 pub mod outbound_http;
 pub mod outcome;
+pub mod output_rules;
 pub mod plugin;
 pub mod plugin_build;
 pub mod plugin_defaults;

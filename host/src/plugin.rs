@@ -25,7 +25,7 @@ use crate::runtime::{
     EPOCH_TICK, HandleExport, Handler, HandlerError, HandlerPre, MessageRef, Outgoing, Runtime,
     State,
 };
-use crate::{lane, shard, subject};
+use crate::{lane, output_rules, shard, subject};
 
 /// A plugin version, ready to handle messages. Shared by every message that
 /// started while it was current; a reload makes a new one.
@@ -294,9 +294,9 @@ impl Plugin {
         warm.served += 1;
 
         let outcome = match result {
-            Ok(Ok(outputs)) => self
-                .check_outputs(&outputs, message.reply_to)
-                .map(|()| outputs),
+            Ok(Ok(outputs)) => {
+                output_rules::check(&self.settings, &outputs, message.reply_to).map(|()| outputs)
+            }
             // The guest's words go into log lines and dead-letter headers:
             // one line, control characters escaped, bounded.
             Ok(Err(HandlerError::Transient(m))) => {
@@ -334,53 +334,6 @@ impl Plugin {
             ),
         )
     }
-
-    fn check_outputs(&self, outputs: &[Outgoing], reply_to: Option<&str>) -> Result<(), Failure> {
-        let s = &self.settings;
-        let invalid = |m: String| Err(Failure::new(FailureKind::InvalidOutput, m));
-        if outputs.len() > s.max_outputs {
-            return invalid(format!(
-                "handler returned {} outputs; the limit is {} (limits.max_outputs)",
-                outputs.len(),
-                s.max_outputs
-            ));
-        }
-        let bytes: usize = outputs.iter().map(output_bytes).sum();
-        if bytes > s.max_output_bytes {
-            return invalid(format!(
-                "handler returned {bytes} bytes of payloads and headers; the limit is {} (limits.max_output_bytes)",
-                s.max_output_bytes
-            ));
-        }
-        for out in outputs {
-            if let Err(denied) =
-                subject::check_publish(&out.subject, reply_to, s.publish_allow.as_deref())
-            {
-                return invalid(denied.to_string());
-            }
-            // Dead letters are the host's to write: a plugin's would look
-            // like one to `evhost dlq` and to whoever reads the stream.
-            if out.subject.starts_with(&s.dead_letter_prefix) {
-                return invalid(format!(
-                    "output subject {:?} is under the plugin's dead-letter prefix {:?}",
-                    out.subject, s.dead_letter_prefix
-                ));
-            }
-            if let Some((name, _)) = out.headers.iter().find(|(n, v)| !valid_header(n, v)) {
-                return invalid(format!("output header {name:?} is not a valid NATS header"));
-            }
-            if let Some((name, _)) = out
-                .headers
-                .iter()
-                .find(|(n, _)| subject::is_reserved_header(n))
-            {
-                return invalid(format!(
-                    "output header {name:?} is reserved: Nats-* headers steer JetStream and Evhost-* are the host's"
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Why a file is not a component, with the fix when it is a core module (a
@@ -393,25 +346,6 @@ fn not_a_component(cause: &str) -> String {
     } else {
         format!("not a valid WebAssembly component: {cause}")
     }
-}
-
-/// What an output costs against `limits.max_output_bytes`: its payload and
-/// its headers as they go on the wire (`Name: value\r\n`), so a plugin
-/// cannot send large headers under a small cap.
-fn output_bytes(out: &Outgoing) -> usize {
-    out.payload.len()
-        + out
-            .headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum::<usize>()
-}
-
-/// A header name of visible ASCII without ':', and a value without line breaks.
-fn valid_header(name: &str, value: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-        && !value.contains(['\r', '\n'])
 }
 
 /// One line saying why the guest trapped.
@@ -440,16 +374,5 @@ mod tests {
         );
         assert!(m.contains("wasm32-wasip2") && !m.contains("parser"), "{m}");
         assert!(not_a_component("unexpected end").contains("unexpected end"));
-    }
-
-    #[test]
-    fn headers_count_against_the_output_byte_limit() {
-        let out = Outgoing {
-            subject: "a".into(),
-            payload: b"12345".to_vec(),
-            headers: vec![("K".into(), "vv".into())],
-        };
-        // 5 payload bytes + "K: vv\r\n".
-        assert_eq!(output_bytes(&out), 5 + 7);
     }
 }

@@ -123,8 +123,12 @@ pub fn check_subscriptions(patterns: &[String]) -> Result<(), SubscribeDenied> {
 /// makes a later real message a "duplicate") and `Evhost-*` headers are the
 /// host's own (a forged dead letter), so both are refused.
 pub fn is_reserved_header(name: &str) -> bool {
+    // Compared as bytes: a name need not be ASCII, and slicing it as text
+    // inside a character would panic.
     let lower = |prefix: &str| {
-        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+        name.as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
     };
     lower("Nats-") || lower("Evhost-")
 }
@@ -270,9 +274,13 @@ mod tests {
             "Nats",
             "x-nats-thing",
             "Evhost",
+            // Not ASCII where a prefix would end: no panic (found by fuzzing).
+            "Natsé",
+            "Evhosté-x",
         ] {
             assert!(!is_reserved_header(name), "{name}");
         }
+        assert!(is_reserved_header("nats-é"));
     }
 
     #[test]
