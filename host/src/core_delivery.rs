@@ -143,6 +143,8 @@ impl<'a> CoreDelivery<'a> {
 }
 
 impl Delivery for CoreDelivery<'_> {
+    const RETRY_LOG: &'static str = "attempt failed; retrying";
+
     fn message(&self) -> &async_nats::Message {
         &self.msg
     }

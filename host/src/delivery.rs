@@ -72,6 +72,10 @@ pub enum Lettered {
 /// [`core_delivery`](crate::core_delivery) and
 /// [`jetstream_delivery`](crate::jetstream_delivery).
 pub trait Delivery: Send {
+    /// The log line of a failed attempt that will be tried again, saying
+    /// how (core NATS waits in place; JetStream NAKs with a delay).
+    const RETRY_LOG: &'static str;
+
     /// The message as NATS delivered it.
     fn message(&self) -> &async_nats::Message;
 

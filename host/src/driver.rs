@@ -91,7 +91,7 @@ async fn drive<D: Delivery>(slot: &Slot, mut delivery: D, span: tracing::Span) {
                 tracing::info!(
                     plugin = %plugin.name, attempt, kind = failure.kind.as_str(),
                     error = %failure.message, retry_in_ms = delay.as_millis() as u64,
-                    "attempt failed; retrying"
+                    "{}", D::RETRY_LOG
                 );
                 // Boxed, like the dead letter below: the rare paths stay out
                 // of every message's future.

@@ -293,6 +293,8 @@ impl<'a> Pulled<'a> {
 }
 
 impl Delivery for Pulled<'_> {
+    const RETRY_LOG: &'static str = "attempt failed; NAK with delay";
+
     fn message(&self) -> &async_nats::Message {
         &self.msg.message
     }

@@ -39,6 +39,7 @@ pub use cli::{CliOutput, evhost, evhost_in, evhost_with_timeout, mentions_line_c
 pub use dead_letter::{DeadLetter, next_dead_letter};
 pub use host::{Host, HostOptions, evhost_bin};
 pub use jetstream::{consumer_of, consumers_of, kv_bucket};
+pub use listener::{http_get, plugin_entry, plugins_json};
 pub use log_line::LogLine;
 pub use messages::{
     connect, describe, echo_roundtrip, header, header_values, next_message, pending_message,
@@ -46,6 +47,5 @@ pub use messages::{
 };
 pub use nats::{NatsServer, free_port, nats_server_bin};
 pub use orders::{OrderCreated, OrderItem};
-pub use listener::{http_get, plugin_entry, plugins_json};
 pub use plugin_dir::{PluginDir, edited, wasm};
 pub use poll::{WAIT, eventually};
