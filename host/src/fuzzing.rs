@@ -30,8 +30,11 @@ use crate::output_rules;
 use crate::runtime::Outgoing;
 use crate::subject::{self, MAX_PREFIX_LEN, MAX_SUBJECT_LEN, MAX_SUBSCRIPTIONS, PublishDenied};
 
+/// One fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: the folders of `host/fuzz/corpus/`.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("manifest", manifest),
     ("subject", subject),
     ("headers", headers),
