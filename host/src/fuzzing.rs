@@ -30,8 +30,12 @@ use crate::output_rules;
 use crate::runtime::Outgoing;
 use crate::subject::{self, MAX_PREFIX_LEN, MAX_SUBJECT_LEN, MAX_SUBSCRIPTIONS, PublishDenied};
 
+/// A fuzz target's entry point: it takes the fuzzer's bytes and panics when
+/// the code under test breaks a promise.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: the folders of `host/fuzz/corpus/`.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("manifest", manifest),
     ("subject", subject),
     ("headers", headers),
