@@ -405,8 +405,11 @@ impl Manifest {
                     toml::Value::Boolean(b) => b.to_string(),
                     toml::Value::Datetime(d) => d.to_string(),
                     toml::Value::Array(_) | toml::Value::Table(_) => {
+                        // The key escaped: a quoted key may hold a line
+                        // break, and the error is one line.
                         return Err(ManifestError::Invalid(format!(
-                            "config.{k}: only strings, numbers, booleans and dates are allowed"
+                            "config.{}: only strings, numbers, booleans and dates are allowed",
+                            k.escape_debug()
                         )));
                     }
                 };
@@ -801,6 +804,8 @@ allow = ["payments.>"]
             ("[delivery]\nbackoff = \"soon\"", "backoff"),
             ("subjects = [\"a..b\"]", "subjects"),
             ("[config]\nlist = [1]", "config.list"),
+            // A key with a line break, escaped (found by fuzzing).
+            ("[config]\n\"a\\nb\" = [1]", "config.a\\nb: only"),
             (
                 "[delivery]\nmode = \"jetstream\"\nstream = \"S\"\npull_batch = 0",
                 "pull_batch",

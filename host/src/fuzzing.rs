@@ -30,7 +30,8 @@ use crate::output_rules;
 use crate::runtime::Outgoing;
 use crate::subject::{self, MAX_PREFIX_LEN, MAX_SUBJECT_LEN, MAX_SUBSCRIPTIONS, PublishDenied};
 
-/// One fuzz target's entry point.
+/// A fuzz target's entry point: it takes the fuzzer's bytes and panics when
+/// the code under test breaks a promise.
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by name: the folders of `host/fuzz/corpus/`.
