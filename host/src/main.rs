@@ -257,6 +257,10 @@ fn main() -> ExitCode {
                     log_format = resolved.log_format;
                     Some(resolved.options)
                 }
+                Err(err) if err.is::<evhost::run_args::MissingPlugins>() => {
+                    eprintln!("{err} (see `evhost --help`)");
+                    return ExitCode::from(2);
+                }
                 Err(err) => {
                     eprintln!("error: {}", evhost::errors::one_line(&format!("{err:#}")));
                     return ExitCode::FAILURE;

@@ -110,9 +110,7 @@ impl RunArgs {
         let plugins = match (self.plugins, &file.plugins) {
             (Some(dir), _) => dir,
             (None, Some(dir)) => dir.clone(),
-            (None, None) => anyhow::bail!(
-                "no plugins folder: give --plugins DIR, EVHOST_PLUGINS, or plugins = \"DIR\" in the configuration file (--config)"
-            ),
+            (None, None) => return Err(MissingPlugins.into()),
         };
         let n = &file.nats;
         let servers = pick(given("nats"), self.nats.nats, n.servers.clone());
@@ -193,6 +191,14 @@ impl RunArgs {
         })
     }
 }
+
+/// No plugins folder from a flag, the environment or the file: a usage
+/// mistake (`main` exits with 2 for it, as for clap's own).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no plugins folder: give --plugins DIR, EVHOST_PLUGINS, or plugins = \"DIR\" in the configuration file (--config)"
+)]
+pub struct MissingPlugins;
 
 #[cfg(test)]
 mod tests {

@@ -158,10 +158,10 @@ async fn a_mistake_in_the_config_file_is_one_line_with_its_line_and_column() {
             lines[0]
         );
     }
-    // No plugins folder anywhere.
+    // No plugins folder anywhere: a usage mistake, exit 2.
     let config = write_config(etc.path(), "metrics = \"127.0.0.1:0\"\n");
     let out = evhost(&["run", "--config", config.to_str().unwrap()], None);
-    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.code, Some(2), "{out}");
     assert_eq!(out.stderr_lines().len(), 1, "{out}");
     assert!(out.stderr.contains("no plugins folder"), "{out}");
     let out = evhost(&["run", "--config", "/nonexistent/evhost.toml"], None);
