@@ -6,6 +6,18 @@ use evhost_tests::{
     Host, NatsServer, PluginDir, WAIT, connect, next_dead_letter, pending_message, subscribe,
 };
 
+/// The host's connection held: echo still answers, and nothing was
+/// reconnected.
+async fn assert_connection_held(client: &async_nats::Client, host: &Host) {
+    evhost_tests::echo_roundtrip(client, host, "still here").await;
+    assert_eq!(
+        host.count_logs("disconnected from NATS; reconnecting", None),
+        0,
+        "{}",
+        host.log_report()
+    );
+}
+
 /// A request to `noop` (which answers every request) whose reply subject is a
 /// JetStream API call or a key-value key. Before the fix the host answered,
 /// and so deleted the stream or wrote the key with its own rights.
@@ -231,14 +243,7 @@ async fn long_subjects_neither_drop_the_connection_nor_lose_the_dead_letter() {
         subject.len(),
         &subject[..subject.len().min(80)]
     );
-    // The connection is up: echo answers, and nothing was reconnected.
-    evhost_tests::echo_roundtrip(&client, &host, "still here").await;
-    assert_eq!(
-        host.count_logs("disconnected from NATS; reconnecting", None),
-        0,
-        "{}",
-        host.log_report()
-    );
+    assert_connection_held(&client, &host).await;
 }
 
 /// An input's `Nats-*` headers would steer the dead-letter stream:
@@ -630,13 +635,7 @@ async fn a_malformed_header_block_is_dead_lettered_and_the_connection_stays_up()
         let msg = evhost_tests::next_message(&mut out, WAIT, "echo of a good message", &host).await;
         assert_eq!(msg.payload.as_ref(), b"good");
     }
-    evhost_tests::echo_roundtrip(&client, &host, "still here").await;
-    assert_eq!(
-        host.count_logs("disconnected from NATS; reconnecting", None),
-        0,
-        "{}",
-        host.log_report()
-    );
+    assert_connection_held(&client, &host).await;
 }
 
 /// The same on JetStream, where the stored message used to drop the
@@ -669,11 +668,5 @@ async fn a_stored_malformed_header_block_is_dead_lettered_once() {
         pending_message(&mut dead).is_none(),
         "dead-lettered twice: the message was not terminated"
     );
-    evhost_tests::echo_roundtrip(&client, &host, "still here").await;
-    assert_eq!(
-        host.count_logs("disconnected from NATS; reconnecting", None),
-        0,
-        "{}",
-        host.log_report()
-    );
+    assert_connection_held(&client, &host).await;
 }
