@@ -172,21 +172,45 @@ pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(&str, &str)> {
     pairs
 }
 
-/// The NATS headers of an output: its own, plus the input's trace context
-/// where the output sets none.
+/// The NATS headers of an output: its own, plus trace context where the
+/// output sets none: the current span's when spans are exported (the
+/// output is that span's child, see `trace_context.rs`), else the input's.
 pub fn output_headers(out: &Outgoing, input: Option<&HeaderMap>) -> HeaderMap {
+    with_trace(out, input, crate::trace_context::current().as_deref())
+}
+
+/// [`output_headers`] with the trace context of the span handling the
+/// input given (`None`: the input's own is carried over).
+fn with_trace(
+    out: &Outgoing,
+    input: Option<&HeaderMap>,
+    span: Option<&[(&str, String)]>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in &out.headers {
         headers.append(name.as_str(), value.as_str());
     }
-    if let Some(input) = input {
-        for name in TRACE_HEADERS {
-            let already = out
-                .headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name));
-            if let (false, Some(value)) = (already, input.get(name)) {
-                headers.insert(name, value.as_str());
+    if out
+        .headers
+        .iter()
+        .any(|(n, _)| TRACE_HEADERS.iter().any(|t| n.eq_ignore_ascii_case(t)))
+    {
+        // The handler set its own trace context: kept as it is.
+        return headers;
+    }
+    match span {
+        Some(span) => {
+            for (name, value) in span {
+                headers.insert(*name, value.as_str());
+            }
+        }
+        None => {
+            if let Some(input) = input {
+                for name in TRACE_HEADERS {
+                    if let Some(value) = input.get(name) {
+                        headers.insert(name, value.as_str());
+                    }
+                }
             }
         }
     }
@@ -324,6 +348,25 @@ mod tests {
         let h = output_headers(&own, Some(&input));
         assert_eq!(h.get_all("traceparent").count(), 1);
         assert_eq!(h.get("traceparent").map(|v| v.as_str()), Some("00-mine-01"));
+    }
+
+    #[test]
+    fn an_exported_span_is_the_parent_of_outputs() {
+        let mut input = HeaderMap::new();
+        input.insert("traceparent", "00-t-publisher-01");
+        input.insert("tracestate", "vendor=1");
+        let out = Outgoing {
+            subject: "a".into(),
+            headers: vec![],
+            payload: vec![],
+        };
+        let span = [("traceparent", "00-t-handler-01".to_string())];
+        let h = with_trace(&out, Some(&input), Some(&span));
+        assert_eq!(
+            h.get("traceparent").map(|v| v.as_str()),
+            Some("00-t-handler-01")
+        );
+        assert!(h.get("tracestate").is_none(), "the span's own state only");
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct DeadLetter<'a> {
     pub attempts: u32,
     /// JetStream: the stream and sequence the message came from.
     pub stream: Option<(&'a str, u64)>,
+    /// The trace context of the span that gave up on it, which replaces the
+    /// original's: the letter is that span's child. `None` when spans are
+    /// not exported (the original's is kept).
+    pub trace: Option<crate::trace_context::TraceHeaders>,
 }
 
 impl<'a> DeadLetter<'a> {
@@ -86,6 +90,7 @@ impl<'a> DeadLetter<'a> {
             error,
             attempts,
             stream,
+            trace: crate::trace_context::current(),
         }
     }
 
@@ -114,6 +119,9 @@ impl<'a> DeadLetter<'a> {
                     }
                 }
             }
+        }
+        for (name, value) in self.trace.iter().flatten() {
+            headers.insert(*name, value.as_str());
         }
         self.add_own(&mut headers);
         headers
@@ -259,6 +267,7 @@ mod tests {
             error: "provider down\nsecond line",
             attempts: 5,
             stream: None,
+            trace: None,
         };
         assert_eq!(dl.subject("dlq."), "dlq.orders.order.created");
         let h = dl.headers();
@@ -289,6 +298,7 @@ mod tests {
 
         let js = DeadLetter {
             stream: Some(("ORDERS", 42)),
+            trace: None,
             ..dl
         };
         let h = js.headers();
@@ -306,6 +316,7 @@ mod tests {
             error: "no",
             attempts: 1,
             stream: None,
+            trace: None,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::deadletter::DeadLetter;
 use crate::delivery::{Delivery, Lettered, Retried, Screened};
 use crate::outcome::{Decision, Failure, FailureKind, decide};
 use crate::slot::Slot;
+use crate::trace_context;
 
 /// Handles `delivery` to the end of its part: until it is handled,
 /// dead-lettered, or handed back for a later delivery. Each attempt uses the
@@ -35,6 +36,14 @@ pub fn handle<'a, D: Delivery + 'a>(
         seq = field::Empty,
         outcome = field::Empty,
         duration_us = field::Empty,
+        // OpenTelemetry's, recorded only when spans are exported.
+        otel.name = field::Empty,
+        otel.kind = field::Empty,
+        otel.status_code = field::Empty,
+        messaging.system = field::Empty,
+        messaging.operation.type = field::Empty,
+        messaging.operation.name = field::Empty,
+        messaging.destination.name = field::Empty,
     );
     if !span.is_disabled()
         && let Some((stream, seq)) = delivery.stored_at()
@@ -42,12 +51,23 @@ pub fn handle<'a, D: Delivery + 'a>(
         span.record("stream", stream);
         span.record("seq", seq);
     }
+    let msg = delivery.message();
+    trace_context::adopt(&span, msg.headers.as_ref(), &msg.subject);
     drive(slot, delivery, span.clone()).instrument(span)
+}
+
+/// Runs a handler call, recording how long it took.
+async fn timed<T>(slot: &Slot, call: impl Future<Output = T>) -> T {
+    let called = Instant::now();
+    let result = call.await;
+    slot.counters.call_took(called.elapsed());
+    result
 }
 
 async fn drive<D: Delivery>(slot: &Slot, mut delivery: D, span: tracing::Span) {
     // Timed only when someone listens: a clock read per message is not free.
     let started = (!span.is_disabled()).then(Instant::now);
+    let _in_flight = slot.counters.in_flight();
     let mut plugin = slot.current();
     // A header block the client could not read: the handler never sees the
     // message, which is dead-lettered at once with its payload.
@@ -66,7 +86,7 @@ async fn drive<D: Delivery>(slot: &Slot, mut delivery: D, span: tracing::Span) {
         let attempt = delivery.attempt();
         let failure = match unreadable.take() {
             Some(failure) => failure,
-            None => match delivery.call(&plugin).await {
+            None => match timed(slot, delivery.call(&plugin)).await {
                 Ok(outputs) => match delivery.complete(&plugin, outputs).await {
                     Ok(()) => {
                         slot.counters.handled();
@@ -140,5 +160,9 @@ fn finish(span: &tracing::Span, attempt: u32, outcome: &str, started: Option<Ins
     };
     span.record("attempt", attempt);
     span.record("outcome", outcome);
+    if outcome != "ok" && outcome != "duplicate" && outcome != "retry" && trace_context::exporting()
+    {
+        span.record("otel.status_code", "error");
+    }
     span.record("duration_us", started.elapsed().as_micros() as u64);
 }

@@ -754,6 +754,7 @@ pub fn dead_letter(data: &[u8]) {
         error: &i.error,
         attempts: i.attempts,
         stream,
+        trace: None,
     };
 
     // The subject.

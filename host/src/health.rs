@@ -12,7 +12,8 @@ use async_nats::connection::State;
 /// What the host has got to; shared with the HTTP listener.
 #[derive(Debug, Default)]
 pub struct Readiness {
-    clients: Mutex<Vec<Client>>,
+    /// Each connection that must be up, by the name metrics show.
+    clients: Mutex<Vec<(String, Client)>>,
     loaded: AtomicBool,
     draining: AtomicBool,
 }
@@ -32,12 +33,21 @@ pub enum NotReady {
 }
 
 impl Readiness {
-    /// Counts `client` among the connections that must be up.
-    pub fn watch(&self, client: Client) {
+    /// Counts `client` among the connections that must be up, as `name`.
+    pub fn watch(&self, name: &str, client: Client) {
         self.clients
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(client);
+            .push((name.to_string(), client));
+    }
+
+    /// Each connection's name and whether it is up now.
+    pub fn connections(&self) -> Vec<(String, bool)> {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .iter()
+            .map(|(name, c)| (name.clone(), c.connection_state() == State::Connected))
+            .collect()
     }
 
     /// Every plugin of the folder has been loaded (and its consumers bound)
@@ -57,7 +67,7 @@ impl Readiness {
         let connected = !clients.is_empty()
             && clients
                 .iter()
-                .all(|c| c.connection_state() == State::Connected);
+                .all(|(_, c)| c.connection_state() == State::Connected);
         verdict(
             self.draining.load(Ordering::Acquire),
             connected,

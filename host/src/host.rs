@@ -85,9 +85,9 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     }
     let client = bus::connect(&options.nats, "evhost").await?;
     let shards = Arc::new(Shards::start(&options.nats, cores()).await?);
-    readiness.watch(client.clone());
-    for shard_client in shards.clients() {
-        readiness.watch(shard_client.clone());
+    readiness.watch("main", client.clone());
+    for (i, shard_client) in shards.clients().enumerate() {
+        readiness.watch(&format!("shard-{}", i + 1), shard_client.clone());
     }
     // Watch before the first scan, so a file written in between is not missed.
     let mut watcher = DirWatcher::start(&dir)?;

@@ -18,6 +18,7 @@ use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::SelectAll;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -93,12 +94,14 @@ impl Mode for JetStream {
             let leaving = self.leaving.clone();
             pulls.push(Pulls::open(&slot.current().name, binding.clone(), batch, leaving).await?);
         }
+        let pending = Arc::new(Pending::of(slot, binding));
         for (pulls, limit) in pulls.into_iter().zip(limits) {
             let (client, slot, binding) = (self.client.clone(), slot.clone(), binding.clone());
-            let stop = stop.clone();
+            let (stop, pending) = (stop.clone(), pending.clone());
             running.spawn(async move {
                 lane::run(pulls, limit, stop, |msg| {
-                    Box::pin(driver::handle(&slot, Pulled::new(&client, &binding, msg)))
+                    let pulled = Pulled::new(&client, &binding, msg, &pending);
+                    Box::pin(driver::handle(&slot, pulled))
                 })
                 .await
             });
@@ -115,6 +118,35 @@ impl Mode for JetStream {
 
     fn leaving(&self) {
         self.leaving.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The pending-messages gauge of each consumer of a binding, set from the
+/// count the server sends with every message (and, at bind, from the
+/// consumer's info).
+struct Pending(Vec<(String, Gauge)>);
+
+impl Pending {
+    fn of(slot: &Slot, binding: &Binding) -> Self {
+        let stream = &binding.stream.cached_info().config.name;
+        Pending(
+            binding
+                .consumers
+                .iter()
+                .map(|c| {
+                    let info = c.cached_info();
+                    let gauge = slot.counters.consumer_pending(stream, &info.name);
+                    gauge.set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+                    (info.name.clone(), gauge)
+                })
+                .collect(),
+        )
+    }
+
+    fn note(&self, consumer: &str, pending: u64) {
+        if let Some((_, gauge)) = self.0.iter().find(|(name, _)| name == consumer) {
+            gauge.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -259,8 +291,14 @@ pub struct Pulled<'a> {
 }
 
 impl<'a> Pulled<'a> {
-    fn new(client: &'a Client, binding: &'a Binding, msg: jetstream::Message) -> Self {
+    fn new(
+        client: &'a Client,
+        binding: &'a Binding,
+        msg: jetstream::Message,
+        pending: &Pending,
+    ) -> Self {
         let at = msg.info().ok().map(|i| {
+            pending.note(i.consumer, i.pending);
             (
                 i.stream.to_string(),
                 i.stream_sequence,

@@ -70,4 +70,5 @@ pub mod signals;
 pub mod slot;
 pub mod status;
 pub mod subject;
+pub mod trace_context;
 pub mod watcher;

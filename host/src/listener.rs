@@ -1,5 +1,5 @@
 //! The operator's HTTP listener (`evhost run --metrics ADDR`), served with
-//! hyper: `GET /metrics` (Prometheus text), `GET /healthz` (the process is
+//! hyper: `GET /metrics` (OpenMetrics text, see `metrics.rs`), `GET /healthz` (the process is
 //! serving: always 200) and `GET /readyz` (200 when [`Readiness`] says so,
 //! else 503 with the reason) and `GET /plugins` (every plugin's version,
 //! subjects, mode, counters and last rejection, as JSON; see
@@ -107,10 +107,16 @@ fn respond(method: &Method, path: &str, endpoints: &Endpoints) -> Response<Full<
     let route = route(method, path);
     let content_type = match route {
         Route::Plugins => "application/json",
-        _ => "text/plain; version=0.0.4",
+        Route::Metrics => crate::metrics::CONTENT_TYPE,
+        _ => "text/plain; charset=utf-8",
     };
     let (status, body) = match route {
-        Route::Metrics => (StatusCode::OK, endpoints.metrics.render()),
+        Route::Metrics => {
+            endpoints
+                .metrics
+                .connections(&endpoints.readiness.connections());
+            (StatusCode::OK, endpoints.metrics.render())
+        }
         Route::Healthz => (StatusCode::OK, "ok\n".to_string()),
         Route::Readyz => match endpoints.readiness.check() {
             Ok(()) => (StatusCode::OK, "ready\n".to_string()),

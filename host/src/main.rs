@@ -269,7 +269,24 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
-    logging::init(log_format, default_filter);
+    // Traces are exported by `run` and `dev` only.
+    let exporter = match cli.command {
+        Command::Run { .. } | Command::Dev { .. } => {
+            match evhost::trace_context::Exporter::from_env() {
+                Ok(exporter) => exporter,
+                Err(err) => {
+                    eprintln!("error: {}", evhost::errors::one_line(&format!("{err:#}")));
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
+    logging::init(
+        log_format,
+        default_filter,
+        exporter.as_ref().map(|e| e.tracer()),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -284,6 +301,9 @@ fn main() -> ExitCode {
     // Whatever is still running (a blocking compile, a task waiting on a lost
     // connection) must not keep a finished command from exiting.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -125,9 +124,9 @@ pub struct CounterView {
 impl CounterView {
     fn of(c: &Counters) -> Self {
         CounterView {
-            ok: c.ok.load(Ordering::Relaxed),
-            retried: c.retried.load(Ordering::Relaxed),
-            duplicate: c.duplicate.load(Ordering::Relaxed),
+            ok: c.ok(),
+            retried: c.retried(),
+            duplicate: c.duplicates(),
             dead_letters: DeadLetterKind::ALL
                 .iter()
                 .map(|k| (k.as_str(), c.dead_letters(*k)))
@@ -296,7 +295,7 @@ mod tests {
 
     #[test]
     fn counters_show_every_dead_letter_kind() {
-        let c = Counters::default();
+        let c = crate::metrics::Metrics::default().plugin("p");
         c.handled();
         c.dead_lettered(DeadLetterKind::Trap);
         let v = CounterView::of(&c);

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::Manifest;
 use crate::core_delivery::CoreNats;
 use crate::jetstream_delivery::JetStream;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Reload};
 use crate::plugin::Plugin;
 use crate::plugin_defaults::PluginDefaults;
 use crate::plugin_file::{self, PluginFileError};
@@ -124,6 +124,7 @@ impl Registry {
         tracing::error!(plugin = name, file = %file.display(), error = %error, "plugin rejected");
         self.rejected.insert(name.to_string());
         self.board.rejected(name, file, &error);
+        self.metrics.reload(name, Reload::Rejected, None);
     }
 
     /// Has every plugin's dead letters kept in a stream, created where none
@@ -324,6 +325,8 @@ impl Registry {
             let old = entry.slot.swap(plugin.clone());
             entry.manifest = manifest;
             self.board.serving(&plugin, self.metrics.plugin(&name));
+            self.metrics
+                .reload(&name, Reload::Reloaded, Some(&plugin.version));
             let _ = entry.control.try_send(Control::Resubscribe);
             tracing::info!(
                 plugin = %name,
@@ -367,6 +370,7 @@ impl Registry {
                 let file = wasm_path(&self.dir, &name);
                 self.board
                     .rejected(&name, &file, "its serve task ended at start");
+                self.metrics.reload(&name, Reload::Rejected, None);
                 return;
             }
         }
@@ -380,6 +384,12 @@ impl Registry {
             self.retire(&name, false);
         }
         self.board.serving(&plugin, self.metrics.plugin(&name));
+        let result = if previous.is_some() {
+            Reload::Reloaded
+        } else {
+            Reload::Loaded
+        };
+        self.metrics.reload(&name, result, Some(&plugin.version));
         self.plugins.insert(
             name.clone(),
             Entry {
@@ -404,6 +414,9 @@ impl Registry {
     /// it took are finished in the background.
     pub fn remove(&mut self, name: &str) {
         self.board.removed(name);
+        if self.plugins.contains_key(name) {
+            self.metrics.reload(name, Reload::Removed, None);
+        }
         self.retire(name, true);
     }
 

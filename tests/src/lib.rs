@@ -14,12 +14,13 @@
 //! commands run to their end), `plugin_dir` (built plugins and the folder),
 //! `messages` (the test's NATS client), `dead_letter`, `orders` (the example
 //! event), `jetstream` (consumers and buckets as the server shows them), `listener`
-//! (the host's HTTP endpoints) and
+//! (the host's HTTP endpoints), `otlp` (a trace receiver) and
 //! `poll` (waiting).
 
 pub mod certs;
 pub mod component_cache;
 pub mod javascript;
+pub mod otlp;
 pub mod provider;
 pub mod python;
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use evhost_tests::{
     Host, NatsServer, OrderCreated, PluginDir, WAIT, connect, free_port, next_dead_letter,
-    next_message, publish, subscribe,
+    next_message, plugin_entry, plugins_json, publish, subscribe, wasm,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -114,5 +114,130 @@ async fn a_metrics_address_in_use_is_a_one_line_error() {
     assert!(
         !logs.contains("panicked") && !logs.contains("stack backtrace"),
         "{logs}"
+    );
+}
+
+/// The line of `series` whose labels start with `labels_prefix`, if any.
+fn line_starting<'a>(body: &'a str, prefix: &str) -> Option<&'a str> {
+    body.lines().find(|l| l.starts_with(prefix))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_durations_in_flight_reloads_versions_connections_and_consumer_pending() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let js = async_nats::jetstream::new(client.clone());
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "IN".into(),
+        subjects: vec!["test.echo".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create the IN stream");
+    for i in 0..5 {
+        js.publish("test.echo", format!("m{i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+    }
+    let manifest = "[limits]\nconcurrency = 2\n[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\nack_wait = \"5s\"\n";
+    let dir = PluginDir::new();
+    dir.add_with_manifest("echo", manifest);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let host = Host::start(&dir.path(), &nats.url(), &["--metrics", &addr]);
+    host.wait_for_log("host ready", None, WAIT).await;
+
+    wait_for_sample(
+        &addr,
+        r#"evhost_messages_total{plugin="echo",outcome="ok"}"#,
+        5,
+        &host,
+    )
+    .await;
+    let (_, body) = get(&addr, "/metrics").await;
+    assert_eq!(
+        sample(
+            &body,
+            r#"messaging_process_duration_seconds_count{messaging_system="nats",plugin="echo"}"#
+        ),
+        Some(5),
+        "one observation per handler call:\n{body}"
+    );
+    assert!(
+        body.contains("# TYPE messaging_process_duration_seconds histogram"),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, r#"evhost_messages_in_flight{plugin="echo"}"#),
+        Some(0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            r#"evhost_plugin_reloads_total{plugin="echo",result="loaded"}"#
+        ),
+        Some(1),
+        "{body}"
+    );
+    let plugins = plugins_json(&addr, &host).await;
+    let version = plugin_entry(&plugins, "echo").expect("echo in /plugins")["version"]
+        .as_str()
+        .expect("a version")
+        .to_string();
+    assert_eq!(
+        sample(
+            &body,
+            &format!(r#"evhost_plugin_info{{plugin="echo",version="{version}"}}"#)
+        ),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, r#"evhost_nats_connection_up{connection="main"}"#),
+        Some(1),
+        "{body}"
+    );
+    let pending = line_starting(
+        &body,
+        r#"evhost_jetstream_consumer_pending_messages{plugin="echo",stream="IN",consumer=""#,
+    )
+    .unwrap_or_else(|| panic!("no pending gauge for echo's consumer:\n{body}"));
+    assert!(
+        pending.ends_with("} 0"),
+        "everything was delivered: {pending}"
+    );
+
+    // A broken file is a rejected load; a manifest change a reload.
+    dir.write_atomic("echo.wasm", b"not a component");
+    host.wait_for_log("plugin rejected", Some("echo"), WAIT)
+        .await;
+    wait_for_sample(
+        &addr,
+        r#"evhost_plugin_reloads_total{plugin="echo",result="rejected"}"#,
+        1,
+        &host,
+    )
+    .await;
+    dir.copy_over("echo", &wasm("echo"));
+    dir.write_manifest(
+        "echo",
+        &manifest.replace("concurrency = 2", "concurrency = 3"),
+    );
+    wait_for_sample(
+        &addr,
+        r#"evhost_plugin_reloads_total{plugin="echo",result="reloaded"}"#,
+        1,
+        &host,
+    )
+    .await;
+    let (_, body) = get(&addr, "/metrics").await;
+    assert_eq!(
+        body.lines()
+            .filter(|l| l.starts_with("evhost_plugin_info{"))
+            .count(),
+        1,
+        "one info series, for the version serving:\n{body}"
     );
 }
