@@ -57,6 +57,22 @@ pub async fn connect(nats: &NatsConnection, name: &str) -> anyhow::Result<Client
         })
 }
 
+/// Closes `client`'s connection (its subscriptions drained, what it queued
+/// sent) and waits, at most `within`, until the connection is gone, so that
+/// a server stopped next (as `evhost dev` stops its own) is not seen as
+/// lost. The client fails every command once its connection is closed.
+pub async fn close(client: &Client, within: Duration) {
+    if client.drain().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(within, async {
+        while client.flush().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 /// One line saying why connecting to `nats` failed and what to try. The
 /// client's own text already carries its cause, so it is said once. No
 /// secret is in it.

@@ -514,6 +514,14 @@ impl Manifest {
                 "delivery.stream_subjects: {bad:?} is not a valid NATS subject"
             ));
         }
+        // A stream the host creates captures what a plugin may subscribe
+        // to, no more: not `$KV.>`, `_INBOX.>` or a bare `>`.
+        if let Some(Err(denied)) = create_stream
+            .as_deref()
+            .map(crate::subject::check_subscriptions)
+        {
+            return invalid(format!("delivery.stream_subjects: {denied}"));
+        }
         let ack_wait = match &d.ack_wait {
             Some(s) => parse_duration("delivery.ack_wait", s)?,
             None => Duration::from_secs(30),
@@ -768,6 +776,21 @@ allow = ["payments.>"]
         .resolve("p")
         .unwrap_err();
         assert!(err.to_string().contains("stream_subjects"), "{err}");
+    }
+
+    #[test]
+    fn a_created_stream_may_not_capture_system_subjects() {
+        for bad in ["$KV.>", "_INBOX.>", ">", "*.orders"] {
+            let err = Manifest::parse(&format!(
+                "[delivery]\nmode = \"jetstream\"\nstream = \"S\"\ncreate_stream = true\nstream_subjects = [\"orders.>\", \"{bad}\"]"
+            ))
+            .unwrap()
+            .resolve("p")
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("delivery.stream_subjects: "), "{err}");
+            assert!(err.contains(bad), "{err}");
+        }
     }
 
     #[test]

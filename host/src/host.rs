@@ -175,6 +175,9 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
             .context("cannot flush the last outputs to NATS")
     })
     .await;
+    if matches!(flushed, Ok(Ok(()))) {
+        bus::close(&client, Duration::from_secs(1)).await;
+    }
     tracing::info!(drain_ms = started.elapsed().as_millis() as u64, "stopped");
     match flushed {
         Ok(result) => result,
