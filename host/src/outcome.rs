@@ -55,8 +55,10 @@ impl FailureKind {
         }
     }
 
-    /// Whether another attempt might succeed.
-    pub fn is_retryable(self) -> bool {
+    /// Whether another attempt might succeed: the tests' statement of what
+    /// [`decide`] does.
+    #[cfg(test)]
+    fn is_retryable(self) -> bool {
         matches!(self, FailureKind::Transient | FailureKind::Timeout)
     }
 }

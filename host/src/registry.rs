@@ -170,11 +170,6 @@ impl Registry {
         self.plugins.len()
     }
 
-    /// Whether no plugin is served.
-    pub fn is_empty(&self) -> bool {
-        self.plugins.is_empty()
-    }
-
     /// Names of every `.wasm` in the directory, sorted.
     pub fn scan(&self) -> anyhow::Result<Vec<String>> {
         let entries = std::fs::read_dir(&self.dir)
