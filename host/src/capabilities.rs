@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::LimitsSection;
 use crate::http_allow::HttpAllow;
+use crate::manifest::LimitsSection;
 
 /// `[capabilities]` as written.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -147,7 +147,7 @@ pub fn resolve(caps: &CapabilitiesSection, limits: &LimitsSection) -> Result<Cap
                 "capabilities.keyvalue: {bucket:?} is not a valid bucket name (letters, digits, - and _)"
             ));
         }
-        if bucket == crate::config::DEFAULT_DEDUP_BUCKET {
+        if bucket == crate::plugin_settings::DEFAULT_DEDUP_BUCKET {
             return Err(format!(
                 "capabilities.keyvalue: {bucket:?} is the host's bucket of handled event ids; a plugin writing it could mark events as handled"
             ));

@@ -22,11 +22,12 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 
 use crate::bus;
-use crate::config::{Manifest, ManifestError, PluginSettings};
 use crate::deadletter::{self, DeadLetter};
 use crate::dedup::{self, DedupKey};
+use crate::manifest::{Manifest, ManifestError};
 use crate::outcome::{DeadLetterKind, FailureKind};
 use crate::output_rules;
+use crate::plugin_settings::PluginSettings;
 use crate::runtime::Outgoing;
 use crate::subject::{self, MAX_PREFIX_LEN, MAX_SUBJECT_LEN, MAX_SUBSCRIPTIONS, PublishDenied};
 
@@ -210,7 +211,8 @@ fn assert_settings(s: &PluginSettings) {
     assert!((1..=10_000).contains(&s.concurrency), "{}", s.concurrency);
     assert!(!s.timeout.is_zero());
     assert!(
-        (1 << 20..=(crate::config::MAX_MEMORY_MB as usize) << 20).contains(&s.memory_bytes),
+        (1 << 20..=(crate::manifest_resolve::MAX_MEMORY_MB as usize) << 20)
+            .contains(&s.memory_bytes),
         "{}",
         s.memory_bytes
     );
@@ -231,7 +233,7 @@ fn assert_settings(s: &PluginSettings) {
     }
     for bucket in &s.capabilities.keyvalue {
         assert!(crate::capabilities::valid_bucket(bucket), "{bucket:?}");
-        assert_ne!(bucket, crate::config::DEFAULT_DEDUP_BUCKET);
+        assert_ne!(bucket, crate::plugin_settings::DEFAULT_DEDUP_BUCKET);
     }
     assert!(s.capabilities.kv_max_value_bytes >= 1);
     let name_ok = |name: &str| {

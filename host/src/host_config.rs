@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{LimitsSection, ManifestError, parse_strict};
 use crate::logging::LogFormat;
+use crate::manifest::{LimitsSection, ManifestError, parse_strict};
 use crate::nats_connection::{Secret, ServerList};
 use crate::plugin_defaults::{DeliveryDefaults, PluginDefaults};
 

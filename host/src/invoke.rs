@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::config::Manifest;
 use crate::keyvalue::Backend;
 use crate::kv_memory::MemoryBuckets;
+use crate::manifest::Manifest;
 use crate::outcome::FailureKind;
 use crate::plugin::Plugin;
 use crate::runtime::{MessageRef, Runtime, RuntimeOptions};

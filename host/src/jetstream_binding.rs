@@ -11,10 +11,10 @@ use async_nats::Client;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, kv, stream};
 
-use crate::config::JetStreamSettings;
 use crate::consumers;
 use crate::durable_publish::Captures;
 use crate::plugin::Plugin;
+use crate::plugin_settings::JetStreamSettings;
 
 /// The JetStream side of one plugin: context, consumers, dedup bucket.
 pub struct Binding {

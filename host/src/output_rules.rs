@@ -3,8 +3,8 @@
 //! prefix, header syntax, reserved headers). Pure: the settings in, a
 //! decision out, so the rules can be tested and fuzzed without a component.
 
-use crate::config::PluginSettings;
 use crate::outcome::{Failure, FailureKind};
+use crate::plugin_settings::PluginSettings;
 use crate::runtime::Outgoing;
 use crate::subject;
 

@@ -14,13 +14,14 @@ use sha2::{Digest, Sha256};
 use wasmtime::Store;
 use wasmtime::component::{Component, ComponentExportIndex, Instance};
 
-use crate::config::{Isolation, PluginSettings};
 use crate::errors::one_line;
 use crate::guest_log::{GuestLog, clean};
 use crate::idempotency::KeySource;
 use crate::keyvalue::{Backend, KvAccess};
+use crate::manifest::Isolation;
 use crate::outbound_http::HttpPolicy;
 use crate::outcome::{Failure, FailureKind};
+use crate::plugin_settings::PluginSettings;
 use crate::runtime::{
     EPOCH_TICK, HandleExport, Handler, HandlerError, HandlerPre, MessageRef, Outgoing, Runtime,
     State,

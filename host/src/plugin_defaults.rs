@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{
+use crate::manifest::{
     BackoffSpec, DeliveryMode, DeliverySection, LimitsSection, Manifest, ManifestError,
 };
 
@@ -151,8 +151,8 @@ mod tests {
 
     fn defaults(limits: &str, delivery: &str) -> PluginDefaults {
         PluginDefaults {
-            limits: crate::config::parse_strict(limits).unwrap(),
-            delivery: crate::config::parse_strict(delivery).unwrap(),
+            limits: crate::manifest::parse_strict(limits).unwrap(),
+            delivery: crate::manifest::parse_strict(delivery).unwrap(),
         }
     }
 
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn what_a_plugin_consumes_is_not_a_host_default() {
-        let err = crate::config::parse_strict::<DeliveryDefaults>("mode = \"jetstream\"")
+        let err = crate::manifest::parse_strict::<DeliveryDefaults>("mode = \"jetstream\"")
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("1:1: unknown field `mode`"), "{err}");

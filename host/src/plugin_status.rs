@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::config::{DeliveryMode, Isolation};
+use crate::manifest::{DeliveryMode, Isolation};
 use crate::metrics::Counters;
 use crate::outcome::DeadLetterKind;
 use crate::plugin::Plugin;

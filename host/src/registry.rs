@@ -12,9 +12,9 @@ use async_nats::Client;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::Manifest;
 use crate::core_delivery::CoreNats;
 use crate::jetstream_delivery::JetStream;
+use crate::manifest::Manifest;
 use crate::metrics::{Metrics, Reload};
 use crate::plugin::Plugin;
 use crate::plugin_defaults::PluginDefaults;
@@ -449,8 +449,8 @@ impl Registry {
 /// JetStream settings (subjects, `ack_wait`, `deliver`, …) are applied by that
 /// task's rebind, which updates the consumers in place.
 fn same_consumers(
-    old: Option<&crate::config::JetStreamSettings>,
-    new: Option<&crate::config::JetStreamSettings>,
+    old: Option<&crate::plugin_settings::JetStreamSettings>,
+    new: Option<&crate::plugin_settings::JetStreamSettings>,
 ) -> bool {
     match (old, new) {
         (None, None) => true,

@@ -322,7 +322,7 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> Config {
             .total_memories(POOL_MEMORIES as u32)
             .total_tables(4000)
             .total_stacks(1000)
-            .max_memory_size(crate::config::MAX_MEMORY_MB as usize * 1024 * 1024)
+            .max_memory_size(crate::manifest_resolve::MAX_MEMORY_MB as usize * 1024 * 1024)
             .max_core_instances_per_component(50)
             .max_memories_per_component(10)
             .max_tables_per_component(50)
