@@ -11,6 +11,8 @@ use anyhow::Context as _;
 
 use tokio::sync::oneshot;
 
+pub use crate::runtime::DEFAULT_COMPILE_TIMEOUT;
+
 use crate::bus;
 use crate::health::Readiness;
 use crate::lane::cores;
@@ -37,6 +39,8 @@ pub struct HostOptions {
     pub nats: NatsConnection,
     /// How long shutdown waits for messages in flight.
     pub drain_timeout: Duration,
+    /// The longest a plugin may take to compile.
+    pub compile_timeout: Duration,
     /// Keep compiled plugins in wasmtime's on-disk cache.
     pub compile_cache: bool,
     /// Where that cache lives (default: wasmtime's).
@@ -66,6 +70,7 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     let runtime = Runtime::new(RuntimeOptions {
         compile_cache: options.compile_cache,
         cache_dir: options.cache_dir.clone(),
+        compile_timeout: options.compile_timeout,
     })?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());

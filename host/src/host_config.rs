@@ -46,6 +46,7 @@ struct HostFile {
     plugins: Option<PathBuf>,
     metrics: Option<String>,
     drain_timeout: Option<String>,
+    compile_timeout: Option<String>,
     log_format: Option<LogFormat>,
     compile_cache: Option<bool>,
     cache_dir: Option<PathBuf>,
@@ -123,6 +124,8 @@ pub struct HostConfig {
     pub metrics: Option<String>,
     /// How long shutdown waits for messages in flight.
     pub drain_timeout: Option<Duration>,
+    /// The longest a plugin may take to compile.
+    pub compile_timeout: Option<Duration>,
     /// The log line format.
     pub log_format: Option<LogFormat>,
     /// Keep compiled plugins in the on-disk cache.
@@ -153,12 +156,14 @@ impl HostConfig {
     pub fn parse(text: &str, base: &Path) -> Result<Self, ManifestError> {
         let file: HostFile = parse_strict(text)?;
         let invalid = |message: String| Err(ManifestError::Invalid(message));
-        let drain_timeout = match &file.drain_timeout {
-            Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
-                ManifestError::Invalid(format!("drain_timeout: {t:?} is not a duration ({e})"))
-            })?),
-            None => None,
+        let duration = |key: &str, value: &Option<String>| match value {
+            Some(t) => humantime::parse_duration(t).map(Some).map_err(|e| {
+                ManifestError::Invalid(format!("{key}: {t:?} is not a duration ({e})"))
+            }),
+            None => Ok(None),
         };
+        let drain_timeout = duration("drain_timeout", &file.drain_timeout)?;
+        let compile_timeout = duration("compile_timeout", &file.compile_timeout)?;
         if let Some(servers) = &file.nats.servers
             && let Err(e) = ServerList::parse(servers)
         {
@@ -197,6 +202,7 @@ impl HostConfig {
             plugins: at(&file.plugins),
             metrics: file.metrics,
             drain_timeout,
+            compile_timeout,
             log_format: file.log_format,
             compile_cache: file.compile_cache,
             cache_dir: at(&file.cache_dir),

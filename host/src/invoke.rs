@@ -83,6 +83,7 @@ async fn load(
     let runtime = Runtime::new(RuntimeOptions {
         compile_cache: true,
         cache_dir: None,
+        compile_timeout: crate::runtime::DEFAULT_COMPILE_TIMEOUT,
     })?;
     let dir = wasm_path.parent().unwrap_or(Path::new("."));
     Plugin::load(&runtime, &name, dir, kv, wasm, settings, None)

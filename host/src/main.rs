@@ -362,6 +362,7 @@ async fn execute(command: Command, run: Option<HostOptions>) -> anyhow::Result<u
                 plugins,
                 nats: NatsConnection::plain(&server.url)?,
                 drain_timeout,
+                compile_timeout: host::DEFAULT_COMPILE_TIMEOUT,
                 compile_cache: true,
                 cache_dir: None,
                 metrics: None,

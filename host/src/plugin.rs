@@ -120,8 +120,16 @@ impl Plugin {
             Some(p) => (p.component.clone(), Duration::ZERO),
             None => {
                 let rt = runtime.clone();
-                let component = tokio::task::spawn_blocking(move || rt.compile(&wasm))
+                let limit = runtime.compile_timeout();
+                let compiling = tokio::task::spawn_blocking(move || rt.compile(&wasm));
+                let component = tokio::time::timeout(limit, compiling)
                     .await
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "compiling took longer than {} (the compile time limit: --compile-timeout, EVHOST_COMPILE_TIMEOUT or compile_timeout in the configuration file)",
+                            humantime::format_duration(limit)
+                        )
+                    })?
                     .context("compiler task failed")?
                     .map_err(|e| anyhow::anyhow!(not_a_component(&one_line(&format!("{e:#}")))))?;
                 (component, started.elapsed())

@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// How long shutdown waits for messages in flight.
     #[arg(long, env = "EVHOST_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// The longest a plugin may take to compile; one that takes longer is
+    /// refused (the version serving, if any, keeps serving).
+    #[arg(long, env = "EVHOST_COMPILE_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub compile_timeout: Duration,
     /// Do not keep compiled plugins in the on-disk cache.
     #[arg(long, env = "EVHOST_NO_COMPILE_CACHE")]
     pub no_compile_cache: bool,
@@ -177,6 +181,11 @@ impl RunArgs {
                     self.drain_timeout,
                     file.drain_timeout,
                 ),
+                compile_timeout: pick(
+                    given("compile_timeout"),
+                    self.compile_timeout,
+                    file.compile_timeout,
+                ),
                 compile_cache,
                 cache_dir,
                 metrics: pick(
@@ -219,6 +228,7 @@ mod tests {
 plugins = "/srv/plugins"
 metrics = "127.0.0.1:9000"
 drain_timeout = "5s"
+compile_timeout = "45s"
 log_format = "json"
 compile_cache = false
 [nats]
@@ -255,6 +265,7 @@ timeout_ms = 100
         assert_eq!(o.plugins, Path::new("/srv/plugins"));
         assert_eq!(o.metrics.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(o.drain_timeout, Duration::from_secs(5));
+        assert_eq!(o.compile_timeout, Duration::from_secs(45));
         assert!(!o.compile_cache);
         assert_eq!(r.log_format, LogFormat::Json);
         assert_eq!(o.nats.servers.to_string(), "nats://file:4222");
@@ -277,6 +288,8 @@ timeout_ms = 100
                 "127.0.0.1:1",
                 "--drain-timeout",
                 "2s",
+                "--compile-timeout",
+                "3m",
                 "--nats",
                 "nats://flag:4222",
                 "--token",
@@ -288,6 +301,7 @@ timeout_ms = 100
         assert_eq!(o.plugins, Path::new("/flag/plugins"));
         assert_eq!(o.metrics.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(o.drain_timeout, Duration::from_secs(2));
+        assert_eq!(o.compile_timeout, Duration::from_secs(180));
         assert_eq!(o.nats.servers.to_string(), "nats://flag:4222");
         // Credentials given as a flag replace the file's altogether.
         assert!(matches!(o.nats.credentials, Credentials::Token(_)));
@@ -301,6 +315,7 @@ timeout_ms = 100
         let r = layered(None, &["--plugins", "p"]).unwrap();
         let o = &r.options;
         assert_eq!(o.drain_timeout, Duration::from_secs(30));
+        assert_eq!(o.compile_timeout, crate::runtime::DEFAULT_COMPILE_TIMEOUT);
         assert!(o.compile_cache);
         assert!(o.metrics.is_none());
         assert_eq!(o.nats.credentials, Credentials::None);

@@ -122,6 +122,8 @@ pub struct Runtime {
     ticker: Arc<EpochTicker>,
     /// Whether instances come from the pooling allocator's fixed pool.
     pooled: bool,
+    /// The longest a component may take to compile.
+    compile_timeout: std::time::Duration,
 }
 
 /// Linear memories in the pooling allocator's pool, shared by every plugin.
@@ -168,7 +170,15 @@ pub struct RuntimeOptions {
     /// The cache's folder, absolute (default: wasmtime's, under
     /// `$XDG_CACHE_HOME` or `~/.cache`).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// The longest a component may take to compile before it is refused
+    /// (the compile itself cannot be stopped; it finishes in the
+    /// background, and its result is dropped).
+    pub compile_timeout: std::time::Duration,
 }
+
+/// How long a component may compile by default: a large Python component
+/// compiles in 10 to 30 s here.
+pub const DEFAULT_COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Runtime {
     /// Builds the engine. Tries the pooling allocator first and falls back to
@@ -200,6 +210,7 @@ impl Runtime {
             linker: Arc::new(linker),
             ticker: Arc::new(ticker),
             pooled,
+            compile_timeout: options.compile_timeout,
         })
     }
 
@@ -217,6 +228,11 @@ impl Runtime {
     /// The engine, for compiling components.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The longest a component may take to compile.
+    pub fn compile_timeout(&self) -> std::time::Duration {
+        self.compile_timeout
     }
 
     /// Compiles a component. CPU-heavy: call it off the async runtime.

@@ -670,3 +670,33 @@ async fn a_stored_malformed_header_block_is_dead_lettered_once() {
     );
     assert_connection_held(&client, &host).await;
 }
+
+/// Finding 9: a component that compiles for longer than the compile time
+/// limit is refused in one line naming the limit, and the host serves its
+/// other plugins (a Python component compiles for seconds with the
+/// compiled-code cache off).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_over_the_time_limit_is_refused_and_the_others_serve() {
+    let nats = NatsServer::start();
+    let dir = PluginDir::new();
+    dir.add("echo");
+    dir.add_as("slow-py", &evhost_tests::python::python_wasm("echo-py"));
+    let host = Host::start(
+        &dir.path(),
+        &nats.url(),
+        &["--no-compile-cache", "--compile-timeout", "500ms"],
+    );
+    let rejected = host
+        .wait_for_log("plugin rejected", Some("slow-py"), WAIT)
+        .await;
+    let error = rejected.field_str("error").unwrap_or_default();
+    assert!(
+        error.starts_with("compiling took longer than 500ms"),
+        "{error}\n{}",
+        host.log_report()
+    );
+    assert!(!error.contains('\n'), "one line: {error}");
+    host.wait_for_log("host ready", None, WAIT).await;
+    let client = connect(&nats.url()).await;
+    evhost_tests::echo_roundtrip(&client, &host, "served").await;
+}
