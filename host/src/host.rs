@@ -20,6 +20,7 @@ use crate::listener::Endpoints;
 use crate::metrics::Metrics;
 use crate::nats_connection::NatsConnection;
 use crate::plugin_defaults::PluginDefaults;
+use crate::plugin_load::Loads;
 use crate::plugin_status::PluginBoard;
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -113,19 +114,35 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     for manifest in registry.orphan_manifests() {
         tracing::warn!(file = %manifest.display(), "a manifest with no .wasm beside it: nothing to serve");
     }
-    // A load may take a while (a Python or JavaScript component compiles
-    // for seconds): a shutdown asked meanwhile is acted on at once, leaving
-    // that load unfinished.
+    // Loads run as tasks, several at once (a Python or JavaScript component
+    // compiles for seconds): the loop keeps reacting to files and signals
+    // meanwhile, and a shutdown asked during a load is acted on at once,
+    // leaving the load unfinished.
     tokio::pin!(shutdown);
-    let mut stopped = false;
+    let mut loads = Loads::new(cores().max(2));
     for name in names {
+        let load = registry.begin(&name);
+        loads.start(&name, load);
+    }
+    let mut stopped = false;
+    while !loads.is_empty() {
         tokio::select! {
             biased;
             () = &mut shutdown => {
                 stopped = true;
                 break;
             }
-            () = registry.sync(&name) => {}
+            Some(loaded) = loads.next() => {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => {
+                        stopped = true;
+                        break;
+                    }
+                    () = registry.finish(loaded) => {}
+                }
+            }
+            else => break,
         }
     }
     if !stopped {
@@ -136,23 +153,28 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     let mut settling = Settling::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     if !stopped {
-        'serve: loop {
+        loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                Some(loaded) = loads.next(), if !loads.is_empty() => {
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = registry.finish(loaded) => {}
+                    }
+                }
                 Some(name) = watcher.next() => settling.touch(name, Instant::now()),
                 _ = tick.tick(), if !settling.is_empty() => {
                     for name in settling.ready(Instant::now(), |n| watcher::fingerprint(&dir, n)) {
-                        tokio::select! {
-                            biased;
-                            () = &mut shutdown => break 'serve,
-                            () = registry.sync(&name) => {}
-                        }
+                        let load = registry.begin(&name);
+                        loads.start(&name, load);
                     }
                 }
             }
         }
     }
+    drop(loads);
 
     readiness.draining();
     tracing::info!(

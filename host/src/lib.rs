@@ -58,6 +58,7 @@ pub(crate) mod plugin;
 pub mod plugin_build;
 pub(crate) mod plugin_defaults;
 pub(crate) mod plugin_file;
+pub(crate) mod plugin_load;
 pub(crate) mod plugin_settings;
 pub(crate) mod plugin_status;
 pub mod publish;

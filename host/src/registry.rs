@@ -19,6 +19,7 @@ use crate::metrics::{Metrics, Reload};
 use crate::plugin::Plugin;
 use crate::plugin_defaults::PluginDefaults;
 use crate::plugin_file::{self, PluginFileError};
+use crate::plugin_load::{Load, Loaded};
 use crate::plugin_status::PluginBoard;
 use crate::runtime::Runtime;
 use crate::serve::serve;
@@ -200,10 +201,14 @@ impl Registry {
         orphans
     }
 
-    /// Brings plugin `name` in line with its files: loads it, reloads it,
-    /// or removes it when its `.wasm` is gone. A file that fails to load is
-    /// logged as one error line and the old version keeps serving.
-    pub async fn sync(&mut self, name: &str) {
+    /// Brings plugin `name` in line with its files, in two steps: this one
+    /// reads and checks them (quick), then a [`Load`] compiles and
+    /// instantiates the version (slow; the host runs several at once, see
+    /// `plugin_load.rs`) and [`Registry::finish`] installs it. Here the
+    /// plugin is removed when its `.wasm` is gone, files that are wrong are
+    /// reported (one error line; the old version keeps serving), and nothing
+    /// is done when they are what serves; otherwise the load is returned.
+    pub fn begin(&mut self, name: &str) -> Option<Load> {
         let wasm_file = wasm_path(&self.dir, name);
         let wasm = match plugin_file::read(&wasm_file, plugin_file::MAX_WASM_BYTES) {
             Ok(bytes) => bytes,
@@ -216,11 +221,11 @@ impl Registry {
                     );
                 }
                 self.remove(name);
-                return;
+                return None;
             }
             Err(e) => {
                 self.reject(name, &wasm_file, e.to_string());
-                return;
+                return None;
             }
         };
         let manifest_file = manifest_path(&self.dir, name);
@@ -232,7 +237,7 @@ impl Registry {
                     &manifest_file,
                     crate::errors::one_line(&format!("{e:#}")),
                 );
-                return;
+                return None;
             }
         };
         let settings = match self.defaults.apply(&manifest).resolve(name) {
@@ -243,7 +248,7 @@ impl Registry {
                     Err(_) => e,
                 };
                 self.reject(name, &manifest_file, e.to_string());
-                return;
+                return None;
             }
         };
         let previous = self
@@ -259,7 +264,7 @@ impl Registry {
                 self.board.files_valid(name);
                 tracing::info!(plugin = name, version = %old.version, "plugin files valid again; the version serving is unchanged");
             }
-            return;
+            return None;
         }
         self.rejected.remove(name);
         let changed = match &previous {
@@ -275,26 +280,44 @@ impl Registry {
                 }
             }
         };
-        let plugin = match Plugin::load(
-            &self.runtime,
-            name,
-            &self.dir,
-            &self.kv,
+        Some(Load {
+            name: name.to_string(),
             wasm,
+            manifest,
             settings,
-            previous.as_ref().map(|(p, _)| &**p),
-        )
-        .await
-        {
+            changed,
+            previous: previous.map(|(p, _)| p),
+            runtime: self.runtime.clone(),
+            dir: self.dir.clone(),
+            kv: self.kv.clone(),
+        })
+    }
+
+    /// Installs what a [`Load`] made: the new version serves, or its file
+    /// is reported and the version serving (if any) keeps serving.
+    pub async fn finish(&mut self, loaded: Loaded) {
+        let Loaded {
+            name,
+            manifest,
+            changed,
+            plugin,
+        } = loaded;
+        let plugin = match plugin {
             Ok(p) => Arc::new(p),
             Err(e) => {
-                self.reject(name, &wasm_file, crate::errors::one_line(&format!("{e:#}")));
+                let wasm_file = wasm_path(&self.dir, &name);
+                self.reject(
+                    &name,
+                    &wasm_file,
+                    crate::errors::one_line(&format!("{e:#}")),
+                );
                 return;
             }
         };
         if let Err(err) = self.ensure_dead_letter_stream(&plugin).await {
+            let manifest_file = manifest_path(&self.dir, &name);
             self.reject(
-                name,
+                &name,
                 &manifest_file,
                 crate::errors::one_line(&format!("{err:#}")),
             );
