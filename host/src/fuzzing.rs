@@ -459,7 +459,7 @@ pub fn headers(data: &[u8]) {
             headers: vec![(name.into(), value.into())],
             payload: Vec::new(),
         };
-        output_rules::check(&settings, &[one], None).is_ok()
+        output_rules::check(&settings, &[one], None, &[]).is_ok()
     };
     let kept: Vec<(String, String)> = message
         .headers
@@ -472,7 +472,7 @@ pub fn headers(data: &[u8]) {
         headers: kept.clone(),
         payload: payload.to_vec(),
     };
-    assert!(output_rules::check(&settings, std::slice::from_ref(&out), None).is_ok());
+    assert!(output_rules::check(&settings, std::slice::from_ref(&out), None, &[]).is_ok());
     let published = bus::output_headers(&out, msg.headers.as_ref());
     let published_pairs = bus::header_pairs(Some(&published));
     let mut expected = grouped(kept.iter().map(|(n, v)| (n.as_str(), v.as_str())));
@@ -565,7 +565,7 @@ pub fn outputs(data: &[u8]) {
         && bytes <= settings.max_output_bytes
         && outputs.iter().all(output_ok);
 
-    match output_rules::check(&settings, &outputs, reply_to) {
+    match output_rules::check(&settings, &outputs, reply_to, &[]) {
         Ok(()) => {
             assert!(expected, "accepted: {outputs:?} under {settings:?}");
             for out in &outputs {

@@ -86,9 +86,18 @@ async fn load(
         compile_timeout: crate::runtime::DEFAULT_COMPILE_TIMEOUT,
     })?;
     let dir = wasm_path.parent().unwrap_or(Path::new("."));
-    Plugin::load(&runtime, &name, dir, kv, wasm, settings, None)
-        .await
-        .with_context(|| format!("{}", wasm_path.display()))
+    Plugin::load(
+        &runtime,
+        &name,
+        dir,
+        kv,
+        wasm,
+        settings,
+        None,
+        Default::default(),
+    )
+    .await
+    .with_context(|| format!("{}", wasm_path.display()))
 }
 
 fn plugin_name(path: &Path) -> String {

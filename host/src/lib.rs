@@ -16,6 +16,7 @@ pub(crate) mod capabilities;
 pub mod cli_args;
 pub(crate) mod consumers;
 pub(crate) mod core_delivery;
+pub(crate) mod dead_letter_prefixes;
 pub(crate) mod dead_letter_stream;
 pub(crate) mod deadletter;
 pub(crate) mod dedup;

@@ -9,13 +9,15 @@ use crate::runtime::Outgoing;
 use crate::subject;
 
 /// Checks a handler's `outputs` against the plugin's `settings`, for an input
-/// whose reply subject is `reply_to`. `Ok` means every output may be
-/// published; otherwise an `invalid-output` failure names the first rule
-/// broken.
+/// whose reply subject is `reply_to`, with `reserved` the dead-letter
+/// prefixes of the host's other plugins (`dead_letter_prefixes.rs`). `Ok`
+/// means every output may be published; otherwise an `invalid-output`
+/// failure names the first rule broken.
 pub fn check(
     settings: &PluginSettings,
     outputs: &[Outgoing],
     reply_to: Option<&str>,
+    reserved: &[String],
 ) -> Result<(), Failure> {
     let s = settings;
     let invalid = |m: String| Err(Failure::new(FailureKind::InvalidOutput, m));
@@ -45,6 +47,15 @@ pub fn check(
             return invalid(format!(
                 "output subject {:?} is under the plugin's dead-letter prefix {:?}",
                 out.subject, s.dead_letter_prefix
+            ));
+        }
+        if let Some(prefix) = reserved
+            .iter()
+            .find(|p| out.subject.starts_with(p.as_str()))
+        {
+            return invalid(format!(
+                "output subject {:?} is under the dead-letter prefix {prefix:?}: dead letters are the host's to write",
+                out.subject
             ));
         }
         if let Some((name, _)) = out.headers.iter().find(|(n, v)| !valid_header(n, v)) {
@@ -95,5 +106,31 @@ mod tests {
         };
         // 5 payload bytes + "K: vv\r\n".
         assert_eq!(output_bytes(&out), 5 + 7);
+    }
+
+    #[test]
+    fn no_output_under_any_dead_letter_prefix() {
+        let settings =
+            crate::manifest::Manifest::parse("[delivery]\ndead_letter_prefix = \"errors.mine.\"\n")
+                .unwrap()
+                .resolve("p")
+                .unwrap();
+        let to = |subject: &str| Outgoing {
+            subject: subject.into(),
+            payload: vec![],
+            headers: vec![],
+        };
+        let reserved = ["dlq.".to_string(), "errors.other.".to_string()];
+        let check = |subject| check(&settings, &[to(subject)], None, &reserved);
+        assert!(check("orders.shipped").is_ok());
+        for planted in ["errors.mine.orders", "dlq.orders.x", "errors.other.orders"] {
+            let err = check(planted).unwrap_err();
+            assert_eq!(err.kind, FailureKind::InvalidOutput);
+            assert!(
+                err.message.contains("dead-letter prefix"),
+                "{}",
+                err.message
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Store;
 use wasmtime::component::{Component, ComponentExportIndex, Instance};
 
+use crate::dead_letter_prefixes::DeadLetterPrefixes;
 use crate::errors::one_line;
 use crate::guest_log::{GuestLog, clean};
 use crate::idempotency::KeySource;
@@ -49,6 +50,8 @@ pub struct Plugin {
     runtime: Runtime,
     /// What its outbound HTTP may reach (every instance shares it).
     http: Arc<HttpPolicy>,
+    /// The dead-letter prefixes in use on the host: no output under them.
+    reserved: DeadLetterPrefixes,
     /// The key-value buckets it may open.
     kv: KvAccess,
     /// Where its instances log (one rate limit for all of them).
@@ -102,6 +105,7 @@ impl Plugin {
         wasm: Vec<u8>,
         settings: PluginSettings,
         previous: Option<&Plugin>,
+        reserved: DeadLetterPrefixes,
     ) -> anyhow::Result<Plugin> {
         let kv = KvAccess {
             backend: kv.clone(),
@@ -152,6 +156,7 @@ impl Plugin {
             memories: 0,
             runtime: runtime.clone(),
             http,
+            reserved,
             kv,
             pre,
             handle_index,
@@ -304,7 +309,9 @@ impl Plugin {
 
         let outcome = match result {
             Ok(Ok(outputs)) => {
-                output_rules::check(&self.settings, &outputs, message.reply_to).map(|()| outputs)
+                let reserved = self.reserved.current();
+                output_rules::check(&self.settings, &outputs, message.reply_to, &reserved)
+                    .map(|()| outputs)
             }
             // The guest's words go into log lines and dead-letter headers:
             // one line, control characters escaped, bounded.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::dead_letter_prefixes::DeadLetterPrefixes;
 use crate::keyvalue::Backend;
 use crate::manifest::Manifest;
 use crate::plugin::Plugin;
@@ -33,6 +34,8 @@ pub struct Load {
     pub(crate) runtime: Runtime,
     pub(crate) dir: PathBuf,
     pub(crate) kv: Backend,
+    /// The host's dead-letter prefixes, which the version's outputs avoid.
+    pub(crate) reserved: DeadLetterPrefixes,
 }
 
 /// What a [`Load`] made.
@@ -54,6 +57,7 @@ impl Load {
             self.wasm,
             self.settings,
             self.previous.as_deref(),
+            self.reserved,
         )
         .await;
         Loaded {

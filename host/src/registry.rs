@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::core_delivery::CoreNats;
+use crate::dead_letter_prefixes::DeadLetterPrefixes;
 use crate::jetstream_delivery::JetStream;
 use crate::manifest::Manifest;
 use crate::metrics::{Metrics, Reload};
@@ -54,6 +55,8 @@ pub struct Registry {
     board: Arc<PluginBoard>,
     /// The host's `[limits]` and `[delivery]` for every plugin.
     defaults: PluginDefaults,
+    /// Every served plugin's dead-letter prefix: no plugin publishes there.
+    reserved: DeadLetterPrefixes,
 }
 
 /// The files of plugin `name` in `dir`.
@@ -104,6 +107,7 @@ impl Registry {
             rejected: Default::default(),
             board: Default::default(),
             defaults: PluginDefaults::default(),
+            reserved: DeadLetterPrefixes::default(),
         }
     }
 
@@ -290,7 +294,18 @@ impl Registry {
             runtime: self.runtime.clone(),
             dir: self.dir.clone(),
             kv: self.kv.clone(),
+            reserved: self.reserved.clone(),
         })
+    }
+
+    /// Makes the reserved dead-letter prefixes those of the plugins served.
+    fn reserve_prefixes(&self) {
+        let versions: Vec<_> = self.plugins.values().map(|e| e.slot.current()).collect();
+        self.reserved.set(
+            versions
+                .iter()
+                .map(|p| p.settings.dead_letter_prefix.as_str()),
+        );
     }
 
     /// Installs what a [`Load`] made: the new version serves, or its file
@@ -356,6 +371,7 @@ impl Registry {
                 swap_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "plugin reloaded"
             );
+            self.reserve_prefixes();
             return;
         }
         // New, or a change of delivery (core to JetStream, another stream or
@@ -417,6 +433,7 @@ impl Registry {
                 task,
             },
         );
+        self.reserve_prefixes();
         if let Some(previous_version) = previous {
             tracing::info!(
                 plugin = %name, version = %plugin.version, previous_version = %previous_version,
@@ -442,6 +459,7 @@ impl Registry {
     /// when `removed` (the plugin is gone, not replaced by a new task).
     fn retire(&mut self, name: &str, removed: bool) {
         if let Some(entry) = self.plugins.remove(name) {
+            self.reserve_prefixes();
             let _ = entry.control.try_send(Control::Stop);
             let name = name.to_string();
             tokio::spawn(async move {

@@ -375,6 +375,58 @@ async fn a_plugin_cannot_publish_under_its_dead_letter_prefix() {
     );
 }
 
+/// Nor under another plugin's dead-letter prefix, nor under the default
+/// `dlq.` when its own prefix is another: before, `bigout` (prefix
+/// `errors.bigout.`) wrote into `echo`'s dead letters (`errors.echo.`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_cannot_publish_under_another_plugins_dead_letter_prefix() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "echo",
+        "[delivery]\ndead_letter_prefix = \"errors.echo.\"\n",
+    );
+    for (n, target) in [
+        ("1", "errors.echo.test.echo"),
+        ("2", "dlq.orders.order.created"),
+    ] {
+        dir.add_as(&format!("bigout{n}"), &evhost_tests::wasm("bigout"));
+        dir.write_manifest(
+            &format!("bigout{n}"),
+            &format!(
+                "subjects = [\"test.bigout{n}\"]\n[config]\ncount = 1\nsubject = \"{target}\"\n\
+                 [delivery]\ndead_letter_prefix = \"errors.bigout.\"\n"
+            ),
+        );
+    }
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut forged = subscribe(&client, "errors.echo.>").await;
+    let mut forged_default = subscribe(&client, "dlq.>").await;
+    let mut dead = subscribe(&client, "errors.bigout.>").await;
+    for n in ["1", "2"] {
+        client
+            .publish(format!("test.bigout{n}"), "one".into())
+            .await
+            .expect("publish");
+        let letter = next_dead_letter(&mut dead, "the refused output's dead letter", &host).await;
+        assert_eq!(letter.kind, "invalid-output", "{}", letter.error);
+        assert!(
+            letter.error.contains("dead-letter prefix"),
+            "{}",
+            letter.error
+        );
+    }
+    assert!(
+        pending_message(&mut forged).is_none(),
+        "nothing was published under echo's prefix"
+    );
+    assert!(
+        pending_message(&mut forged_default).is_none(),
+        "nothing was published under dlq."
+    );
+}
+
 /// `limits.max_output_bytes` counts what an output puts on the wire, headers
 /// included: before, 5 000 bytes of header went out under a 100-byte cap.
 #[tokio::test(flavor = "multi_thread")]
