@@ -86,18 +86,15 @@ async fn load(
         compile_timeout: crate::runtime::DEFAULT_COMPILE_TIMEOUT,
     })?;
     let dir = wasm_path.parent().unwrap_or(Path::new("."));
-    Plugin::load(
-        &runtime,
-        &name,
-        dir,
-        kv,
-        wasm,
-        settings,
-        None,
-        Default::default(),
-    )
-    .await
-    .with_context(|| format!("{}", wasm_path.display()))
+    let host = crate::plugin::Surroundings {
+        runtime,
+        dir: dir.to_path_buf(),
+        kv: kv.clone(),
+        reserved: Default::default(),
+    };
+    Plugin::load(&host, &name, wasm, settings, None)
+        .await
+        .with_context(|| format!("{}", wasm_path.display()))
 }
 
 fn plugin_name(path: &Path) -> String {

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,19 @@ use crate::runtime::{
     State,
 };
 use crate::{lane, output_rules, shard, subject};
+
+/// What the host loads every plugin version into.
+#[derive(Clone)]
+pub struct Surroundings {
+    /// The engine.
+    pub runtime: Runtime,
+    /// The plugins folder: relative paths in a manifest start there.
+    pub dir: std::path::PathBuf,
+    /// The key-value backend the granted buckets are opened on.
+    pub kv: Backend,
+    /// The dead-letter prefixes in use on the host.
+    pub reserved: DeadLetterPrefixes,
+}
 
 /// A plugin version, ready to handle messages. Shared by every message that
 /// started while it was current; a reload makes a new one.
@@ -96,17 +108,21 @@ impl Plugin {
     /// for the plugin's subscriptions. `previous` is the version being
     /// replaced: its compiled component is reused when the bytes are the same.
     /// Any failure is an error naming the cause; nothing is swapped in.
-    /// `dir` is the plugin folder (relative paths in the manifest start there).
+    /// `host` is what every version is loaded into.
     pub async fn load(
-        runtime: &Runtime,
+        host: &Surroundings,
         name: &str,
-        dir: &Path,
-        kv: &Backend,
         wasm: Vec<u8>,
         settings: PluginSettings,
         previous: Option<&Plugin>,
-        reserved: DeadLetterPrefixes,
     ) -> anyhow::Result<Plugin> {
+        let Surroundings {
+            runtime,
+            dir,
+            kv,
+            reserved,
+        } = host;
+        let reserved = reserved.clone();
         let kv = KvAccess {
             backend: kv.clone(),
             granted: settings.capabilities.keyvalue.clone().into(),

@@ -7,18 +7,14 @@
 //! plugin has overtaken.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::dead_letter_prefixes::DeadLetterPrefixes;
-use crate::keyvalue::Backend;
 use crate::manifest::Manifest;
-use crate::plugin::Plugin;
+use crate::plugin::{Plugin, Surroundings};
 use crate::plugin_settings::PluginSettings;
-use crate::runtime::Runtime;
 
 /// A plugin version to compile and instantiate.
 pub struct Load {
@@ -31,11 +27,8 @@ pub struct Load {
     /// The version serving, whose compiled code is reused when the `.wasm`
     /// is the same.
     pub(crate) previous: Option<Arc<Plugin>>,
-    pub(crate) runtime: Runtime,
-    pub(crate) dir: PathBuf,
-    pub(crate) kv: Backend,
-    /// The host's dead-letter prefixes, which the version's outputs avoid.
-    pub(crate) reserved: DeadLetterPrefixes,
+    /// What the version is loaded into.
+    pub(crate) host: Surroundings,
 }
 
 /// What a [`Load`] made.
@@ -50,14 +43,11 @@ impl Load {
     /// Compiles and instantiates the version.
     pub async fn run(self) -> Loaded {
         let plugin = Plugin::load(
-            &self.runtime,
+            &self.host,
             &self.name,
-            &self.dir,
-            &self.kv,
             self.wasm,
             self.settings,
             self.previous.as_deref(),
-            self.reserved,
         )
         .await;
         Loaded {

@@ -17,7 +17,7 @@ use crate::dead_letter_prefixes::DeadLetterPrefixes;
 use crate::jetstream_delivery::JetStream;
 use crate::manifest::Manifest;
 use crate::metrics::{Metrics, Reload};
-use crate::plugin::Plugin;
+use crate::plugin::{Plugin, Surroundings};
 use crate::plugin_defaults::PluginDefaults;
 use crate::plugin_file::{self, PluginFileError};
 use crate::plugin_load::{Load, Loaded};
@@ -291,10 +291,12 @@ impl Registry {
             settings,
             changed,
             previous: previous.map(|(p, _)| p),
-            runtime: self.runtime.clone(),
-            dir: self.dir.clone(),
-            kv: self.kv.clone(),
-            reserved: self.reserved.clone(),
+            host: Surroundings {
+                runtime: self.runtime.clone(),
+                dir: self.dir.clone(),
+                kv: self.kv.clone(),
+                reserved: self.reserved.clone(),
+            },
         })
     }
 
