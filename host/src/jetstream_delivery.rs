@@ -408,14 +408,15 @@ impl Delivery for Pulled<'_> {
             Some(id) => format!("{}:{id}", plugin.name),
             None => format!("{}:{stream}:{seq}", plugin.name),
         };
-        publish_outputs(
+        let publish = store_outputs(
             self.client,
             self.binding,
-            outputs,
+            &outputs,
             self.msg.headers.as_ref(),
             &msg_id_base,
-        )
-        .await?;
+            &plugin.name,
+        );
+        with_progress(&self.msg, self.binding.ack_wait, publish).await?;
         if let (Some(store), Some(id)) = (&self.binding.dedup, &self.dedup_id)
             && let Err(err) = store
                 .put(
@@ -509,25 +510,66 @@ async fn with_progress<T>(
     }
 }
 
+/// How long a handled message's outputs are published again when storing
+/// them fails (a stream without a leader while its servers elect one took up
+/// to 8.5 s on a three-server cluster; a server restarting): the handler
+/// succeeded, so its outputs are sent again, under the same `Nats-Msg-Id`s
+/// (the stream drops what it already has), instead of the message being
+/// handled again and spending its attempts. Past this, the failure is the
+/// attempt's, as before.
+const OUTPUT_STORE_PATIENCE: Duration = Duration::from_secs(20);
+
+/// [`publish_outputs`], tried again with a growing pause (100 ms doubling
+/// to 2 s) for up to [`OUTPUT_STORE_PATIENCE`].
+async fn store_outputs(
+    client: &Client,
+    binding: &Binding,
+    outputs: &[Outgoing],
+    input: Option<&HeaderMap>,
+    msg_id_base: &str,
+    plugin: &str,
+) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    for tries in 1.. {
+        match publish_outputs(client, binding, outputs, input, msg_id_base).await {
+            Ok(()) => return Ok(()),
+            Err(err) if started.elapsed() + pause < OUTPUT_STORE_PATIENCE => {
+                if tries == 1 {
+                    tracing::info!(
+                        plugin, error = %err,
+                        "cannot store the outputs yet; publishing them again for up to {}s",
+                        OUTPUT_STORE_PATIENCE.as_secs()
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 /// Publishes outputs in order, each with `Nats-Msg-Id` = `<base>:<index>`,
 /// through JetStream (awaiting the ack) where a stream captures the subject.
 async fn publish_outputs(
     client: &Client,
     binding: &Binding,
-    outputs: Vec<Outgoing>,
+    outputs: &[Outgoing],
     input: Option<&HeaderMap>,
     msg_id_base: &str,
 ) -> Result<(), String> {
-    for (index, out) in outputs.into_iter().enumerate() {
-        let mut headers = bus::output_headers(&out, input);
+    for (index, out) in outputs.iter().enumerate() {
+        let mut headers = bus::output_headers(out, input);
         headers.insert("Nats-Msg-Id", format!("{msg_id_base}:{index}").as_str());
         publish_durably(
             client,
             &binding.js,
             &binding.captures,
-            out.subject,
+            out.subject.clone(),
             headers,
-            Bytes::from(out.payload),
+            Bytes::copy_from_slice(&out.payload),
         )
         .await?;
     }
