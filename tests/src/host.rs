@@ -281,6 +281,11 @@ impl Host {
         self.signal(libc::SIGINT);
     }
 
+    /// Sends SIGKILL (`kill -9`): the host dies mid-message, with no drain.
+    pub fn sigkill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
     fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.pid).expect("a pid fits pid_t");
         // SAFETY: kill(2) with a pid we spawned and have not reaped (the Child

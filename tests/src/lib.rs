@@ -1,15 +1,17 @@
 //! The harness for evhost's end-to-end tests.
 //!
 //! Every part is real: a `nats-server` process per test ([`NatsServer`], from
-//! the `evhost-nats-process` kit), the `evhost` binary per test ([`Host`]),
-//! and plugins compiled to `wasm32-wasip2` by this crate's build script
-//! ([`wasm`]), copied into a temporary plugins folder ([`PluginDir`]).
-//! Dropping a [`NatsServer`] or a [`Host`] kills its process.
+//! the `evhost-nats-process` kit, or a few clustered ones, [`Cluster`]), the
+//! `evhost` binary per test ([`Host`]), and plugins compiled to
+//! `wasm32-wasip2` by this crate's build script ([`wasm`]), copied into a
+//! temporary plugins folder ([`PluginDir`]). Dropping a [`NatsServer`], a
+//! [`Cluster`] or a [`Host`] kills its processes.
 //!
 //! Waits take an upper bound ([`WAIT`]) and fail with what was awaited and the
 //! host's captured log; nothing here asserts how fast anything is.
 //!
-//! One concept per module, all re-exported here: `nats` (the server), `host`
+//! One concept per module, all re-exported here: `nats` (the server),
+//! `cluster` (servers clustered with JetStream), `host`
 //! (the `evhost run` process) and `log_line` (its log), `cli` (`evhost`
 //! commands run to their end), `plugin_dir` (built plugins and the folder),
 //! `messages` (the test's NATS client), `dead_letter`, `orders` (the example
@@ -25,6 +27,7 @@ pub mod provider;
 pub mod python;
 
 mod cli;
+mod cluster;
 mod dead_letter;
 mod host;
 mod jetstream;
@@ -37,6 +40,7 @@ mod plugin_dir;
 mod poll;
 
 pub use cli::{CliOutput, evhost, evhost_in, evhost_with_timeout, mentions_line_column};
+pub use cluster::Cluster;
 pub use dead_letter::{DeadLetter, next_dead_letter};
 pub use host::{Host, HostOptions, evhost_bin};
 pub use jetstream::{consumer_of, consumers_of, kv_bucket};

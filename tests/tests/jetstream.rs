@@ -153,12 +153,6 @@ fn echo_calls(host: &Host) -> usize {
         .len()
 }
 
-fn kill_9(host: &Host) {
-    // SAFETY: sending a signal to a child process we started.
-    let rc = unsafe { libc::kill(host.pid() as i32, libc::SIGKILL) };
-    assert_eq!(rc, 0, "kill -9 evhost");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
     let (nats, _client, js, dir) = echo_setup().await;
@@ -174,7 +168,7 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
         || first.log_report(),
     )
     .await;
-    kill_9(&first);
+    first.sigkill();
     first.wait_exit(WAIT).await;
 
     let second = Host::start_ready(&dir.path(), &nats.url()).await;
