@@ -531,11 +531,12 @@ async fn store_outputs(
 ) -> Result<(), String> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(100);
-    for tries in 1.. {
+    let mut first = true;
+    loop {
         match publish_outputs(client, binding, outputs, input, msg_id_base).await {
             Ok(()) => return Ok(()),
             Err(err) if started.elapsed() + pause < OUTPUT_STORE_PATIENCE => {
-                if tries == 1 {
+                if std::mem::take(&mut first) {
                     tracing::info!(
                         plugin, error = %err,
                         "cannot store the outputs yet; publishing them again for up to {}s",
@@ -548,7 +549,6 @@ async fn store_outputs(
             Err(err) => return Err(err),
         }
     }
-    unreachable!("the loop returns")
 }
 
 /// Publishes outputs in order, each with `Nats-Msg-Id` = `<base>:<index>`,
