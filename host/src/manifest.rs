@@ -257,9 +257,24 @@ pub fn parse_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Man
         ManifestError::Syntax {
             line,
             column,
-            message: err.message().replace('\n', " ").trim().to_string(),
+            message: one_line_message(err.message()),
         }
     })
+}
+
+/// The parser's message as one line: its own line breaks become spaces, and
+/// a control character quoted from the text (a `\r` written as an escape in
+/// a string, say) is shown escaped, so the error stays one line.
+fn one_line_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.trim().chars() {
+        match c {
+            '\n' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -273,6 +288,17 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_control_character_quoted_from_the_text_is_escaped() {
+        // Found by the manifest fuzzer: a `\r` escape in an enum value was
+        // quoted raw in the error.
+        let err = Manifest::parse("[delivery]\nmode = \"a\\rb\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(['\n', '\r']), "{err:?}");
+        assert!(err.contains("a\\rb"), "{err}");
+    }
 
     #[test]
     fn unknown_key_reports_line_and_column() {
