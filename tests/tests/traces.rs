@@ -119,8 +119,11 @@ async fn spans_chain_the_input_the_handler_and_its_outputs_and_dead_letters() {
     assert_eq!(failed.status_code, STATUS_CODE_ERROR, "{failed:?}");
 }
 
+/// A message with no `traceparent`, or one that is not W3C trace context (a
+/// publisher's bytes are untrusted), is the root of a new trace: its span
+/// has no parent and its output names that span.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_message_without_trace_context_starts_a_trace() {
+async fn a_message_without_valid_trace_context_starts_a_trace() {
     let receiver = OtlpReceiver::start().await;
     let nats = NatsServer::start();
     let dir = PluginDir::new();
@@ -129,21 +132,32 @@ async fn a_message_without_trace_context_starts_a_trace() {
     host.wait_for_log("host ready", None, WAIT).await;
     let client = connect(&nats.url()).await;
     let mut payments = subscribe(&client, "payments.payment.completed").await;
-    let order = OrderCreated::new("ord-root", "cust-1");
-    publish(&client, "orders.order.created", &[], &order.to_bytes()).await;
-    let output = next_message(&mut payments, WAIT, "the payment", &host).await;
-    let (trace, handler_span) =
-        ids(&header(&output, "traceparent").expect("the output carries the new trace"));
-    let span = receiver
-        .wait_for(
-            "the root handler span",
-            |s: &ReceivedSpan| s.span_id == handler_span,
-            WAIT,
-            &host,
-        )
-        .await;
-    assert_eq!(span.trace_id, trace);
-    assert!(span.parent_span_id.is_empty(), "a root span: {span:?}");
+    let garbage = format!("00-{}-zz-01", "g".repeat(40));
+    let inputs: [&[(&str, &str)]; 3] = [
+        &[],
+        &[("traceparent", "not trace context")],
+        &[("traceparent", &garbage), ("tracestate", "=,=,=")],
+    ];
+    for (i, headers) in inputs.into_iter().enumerate() {
+        let order = OrderCreated::new(&format!("ord-root-{i}"), "cust-1");
+        publish(&client, "orders.order.created", headers, &order.to_bytes()).await;
+        let output = next_message(&mut payments, WAIT, "the payment", &host).await;
+        let (trace, handler_span) =
+            ids(&header(&output, "traceparent").expect("the output carries the new trace"));
+        let span = receiver
+            .wait_for(
+                "the root handler span",
+                |s: &ReceivedSpan| s.span_id == handler_span,
+                WAIT,
+                &host,
+            )
+            .await;
+        assert_eq!(span.trace_id, trace, "input {i}");
+        assert!(
+            span.parent_span_id.is_empty(),
+            "input {i}: a root span: {span:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
