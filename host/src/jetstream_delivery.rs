@@ -408,6 +408,15 @@ impl Delivery for Pulled<'_> {
             Some(id) => format!("{}:{id}", plugin.name),
             None => format!("{}:{stream}:{seq}", plugin.name),
         };
+        // Each payload moved into `Bytes` once: a try again clones a
+        // reference, not the bytes.
+        let outputs: Vec<(Outgoing, Bytes)> = outputs
+            .into_iter()
+            .map(|mut out| {
+                let payload = Bytes::from(std::mem::take(&mut out.payload));
+                (out, payload)
+            })
+            .collect();
         let publish = store_outputs(
             self.client,
             self.binding,
@@ -524,7 +533,7 @@ const OUTPUT_STORE_PATIENCE: Duration = Duration::from_secs(20);
 async fn store_outputs(
     client: &Client,
     binding: &Binding,
-    outputs: &[Outgoing],
+    outputs: &[(Outgoing, Bytes)],
     input: Option<&HeaderMap>,
     msg_id_base: &str,
     plugin: &str,
@@ -551,16 +560,16 @@ async fn store_outputs(
     }
 }
 
-/// Publishes outputs in order, each with `Nats-Msg-Id` = `<base>:<index>`,
+/// Publishes outputs (with their payloads as `Bytes`) in order, each with `Nats-Msg-Id` = `<base>:<index>`,
 /// through JetStream (awaiting the ack) where a stream captures the subject.
 async fn publish_outputs(
     client: &Client,
     binding: &Binding,
-    outputs: &[Outgoing],
+    outputs: &[(Outgoing, Bytes)],
     input: Option<&HeaderMap>,
     msg_id_base: &str,
 ) -> Result<(), String> {
-    for (index, out) in outputs.iter().enumerate() {
+    for (index, (out, payload)) in outputs.iter().enumerate() {
         let mut headers = bus::output_headers(out, input);
         headers.insert("Nats-Msg-Id", format!("{msg_id_base}:{index}").as_str());
         publish_durably(
@@ -569,7 +578,7 @@ async fn publish_outputs(
             &binding.captures,
             out.subject.clone(),
             headers,
-            Bytes::copy_from_slice(&out.payload),
+            payload.clone(),
         )
         .await?;
     }
