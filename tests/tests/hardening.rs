@@ -344,6 +344,27 @@ async fn an_oversized_dead_letter_is_cut_to_fit_and_says_so() {
     );
 }
 
+/// Publishes to `subject` and waits for the input's dead letter on `dead`:
+/// an `invalid-output` naming a dead-letter prefix.
+async fn expect_prefix_refusal(
+    client: &async_nats::Client,
+    subject: String,
+    dead: &mut async_nats::Subscriber,
+    host: &Host,
+) {
+    client
+        .publish(subject, "one".into())
+        .await
+        .expect("publish");
+    let letter = next_dead_letter(dead, "the refused output's dead letter", host).await;
+    assert_eq!(letter.kind, "invalid-output", "{}", letter.error);
+    assert!(
+        letter.error.contains("dead-letter prefix"),
+        "{}",
+        letter.error
+    );
+}
+
 /// A plugin may not write into dead-letter subjects: its output would pass
 /// for a dead letter of the host's.
 #[tokio::test(flavor = "multi_thread")]
@@ -358,17 +379,7 @@ async fn a_plugin_cannot_publish_under_its_dead_letter_prefix() {
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     let mut forged = subscribe(&client, "dlq.orders.>").await;
     let mut dead = subscribe(&client, "dlq.test.bigout").await;
-    client
-        .publish("test.bigout", "many".into())
-        .await
-        .expect("publish");
-    let letter = next_dead_letter(&mut dead, "the refused output's dead letter", &host).await;
-    assert_eq!(letter.kind, "invalid-output", "{}", letter.error);
-    assert!(
-        letter.error.contains("dead-letter prefix"),
-        "{}",
-        letter.error
-    );
+    expect_prefix_refusal(&client, "test.bigout".into(), &mut dead, &host).await;
     assert!(
         pending_message(&mut forged).is_none(),
         "nothing was published there"
@@ -405,17 +416,7 @@ async fn a_plugin_cannot_publish_under_another_plugins_dead_letter_prefix() {
     let mut forged_default = subscribe(&client, "dlq.>").await;
     let mut dead = subscribe(&client, "errors.bigout.>").await;
     for n in ["1", "2"] {
-        client
-            .publish(format!("test.bigout{n}"), "one".into())
-            .await
-            .expect("publish");
-        let letter = next_dead_letter(&mut dead, "the refused output's dead letter", &host).await;
-        assert_eq!(letter.kind, "invalid-output", "{}", letter.error);
-        assert!(
-            letter.error.contains("dead-letter prefix"),
-            "{}",
-            letter.error
-        );
+        expect_prefix_refusal(&client, format!("test.bigout{n}"), &mut dead, &host).await;
     }
     assert!(
         pending_message(&mut forged).is_none(),
