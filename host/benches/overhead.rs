@@ -17,7 +17,10 @@
 //! and writes nothing.
 //!
 //! `cargo bench -p evhost --bench overhead [-- --duration SECS]` prints the
-//! table and writes BENCHMARKS.md; `cargo test -p evhost --bench overhead --
+//! table and writes BENCHMARKS.md; `-- --compare OTHER_EVHOST --rounds N`
+//! measures every case N times with this build's evhost and N times with
+//! another (an earlier commit's release binary), rounds alternating, and
+//! prints both tables, each with its own baselines, writing nothing; `cargo test -p evhost --bench overhead --
 //! --smoke` runs each case for a moment and checks only that messages flowed.
 //!
 //! Throughput is closed-loop: the publisher keeps at most `WINDOW` messages
@@ -69,6 +72,19 @@ const PACE: Duration = Duration::from_micros(100);
 
 /// How often a throughput run asks how many messages were completed.
 const POLL: Duration = Duration::from_millis(1);
+
+/// The evhost binary that `--compare` measures against, and whether the
+/// current round runs it instead of this build's.
+static COMPARE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static COMPARE_TURN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The evhost binary the current round starts.
+fn evhost_bin() -> PathBuf {
+    match COMPARE.get() {
+        Some(other) if COMPARE_TURN.load(Ordering::Relaxed) => other.clone(),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_evhost")),
+    }
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -394,7 +410,7 @@ impl Bench {
                     manifest.push_str("isolation = \"message\"\n");
                 }
                 if mode == Mode::JetStream {
-                    manifest.push_str("[delivery]\nmode = \"jetstream\"\nstream = \"BENCH\"\ndurable = \"bench\"\n");
+                    manifest.push_str("[jetstream]\nstream = \"BENCH\"\ndurable = \"bench\"\n");
                 }
                 host = Some(HostProcess::start(
                     &self.url,
@@ -744,7 +760,7 @@ impl HostProcess {
 
     fn start_dir(url: &str, dir: &Path, cache_home: Option<&Path>) -> anyhow::Result<Self> {
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evhost"));
+        let mut cmd = Command::new(evhost_bin());
         cmd.args(["run", "--log-format", "json", "--nats", url, "--plugins"])
             .arg(dir)
             .arg("--metrics")
@@ -1526,6 +1542,17 @@ async fn main() -> anyhow::Result<()> {
         .position(|a| a == "--latency-rate")
         .and_then(|i| args.get(i + 1))
         .and_then(|r| r.parse::<f64>().ok());
+    // `--compare OTHER_EVHOST`: alternate rounds between this build and
+    // another; print both tables, write nothing.
+    if let Some(other) = args
+        .iter()
+        .position(|a| a == "--compare")
+        .and_then(|i| args.get(i + 1))
+    {
+        let other = std::fs::canonicalize(other).with_context(|| format!("--compare {other}"))?;
+        COMPARE.set(other).expect("set once");
+    }
+    let comparing = COMPARE.get().is_some();
     let (only, only_case) = match only.as_deref().map(|o| o.split_once(':')) {
         Some(Some((label, case))) => (Some(label.to_string()), Some(Case::named(case)?)),
         _ => (only, None),
@@ -1545,6 +1572,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut rows = Vec::new();
+    let mut compared_rows = Vec::new();
     for mode in [Mode::Core, Mode::JetStream] {
         for size in [128, 1024] {
             let label = format!(
@@ -1570,8 +1598,12 @@ async fn main() -> anyhow::Result<()> {
             // Each round measures every case once, evhost first: each pair's
             // latency is taken at the same rate, half of what evhost
             // sustained. With several rounds, each case reports its median.
+            // With `--compare`, rounds alternate between the two builds.
             let mut rounds_run = Vec::with_capacity(rounds);
-            for _ in 0..rounds {
+            let mut compared_rounds = Vec::with_capacity(rounds);
+            for round in 0..rounds * if comparing { 2 } else { 1 } {
+                let other_turn = comparing && round % 2 == 1;
+                COMPARE_TURN.store(other_turn, Ordering::Relaxed);
                 let noop = bench.run(mode, Case::Noop, size, None).await?;
                 let bare = bench
                     .run(mode, Case::Bare, size, Some(noop.latency_rate))
@@ -1597,13 +1629,39 @@ async fn main() -> anyhow::Result<()> {
                 if mode == Mode::Core && size == 128 {
                     group.push(bench.run(mode, Case::NoopFresh, size, None).await?);
                 }
+                if comparing {
+                    eprintln!(
+                        "{}",
+                        if other_turn {
+                            "the other build:"
+                        } else {
+                            "this build:"
+                        }
+                    );
+                }
                 eprint!("{}", table(&group));
-                rounds_run.push(group);
+                if other_turn {
+                    compared_rounds.push(group);
+                } else {
+                    rounds_run.push(group);
+                }
             }
             rows.extend(medians(rounds_run));
+            if comparing {
+                compared_rows.extend(medians(compared_rounds));
+            }
         }
     }
     let table = table(&rows);
+    if let Some(other) = COMPARE.get() {
+        println!(
+            "This build ({}):\n\n{table}\nThe other build ({}):\n\n{}",
+            env!("CARGO_BIN_EXE_evhost"),
+            other.display(),
+            self::table(&compared_rows)
+        );
+        return Ok(());
+    }
     println!("{table}");
     if only.is_some() {
         return Ok(());

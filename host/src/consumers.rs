@@ -4,7 +4,7 @@
 //! position), so adding or removing a subject never renames another
 //! subject's consumer and never makes a consumer that replays what was
 //! already handled. On every bind the host creates the missing consumers
-//! (starting where `delivery.deliver` says), updates the existing ones to the
+//! (starting where `jetstream.deliver` says), updates the existing ones to the
 //! manifest's settings (keeping where they are in the stream), and reports
 //! the consumers of subjects the manifest no longer names, which the caller
 //! deletes once their messages are finished.
@@ -20,7 +20,7 @@ use async_nats::jetstream::stream::Stream;
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-/// Where a consumer made for a new subject starts (`delivery.deliver`).
+/// Where a consumer made for a new subject starts (`jetstream.deliver`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
     /// Every message the stream holds (`"all"`, the default).
@@ -39,7 +39,7 @@ pub enum StartAt {
 }
 
 impl StartAt {
-    /// Parses `delivery.deliver`.
+    /// Parses `jetstream.deliver`.
     pub fn parse(text: &str) -> Result<StartAt, String> {
         let expected = "expected \"all\", \"new\", \"last\", \"last_per_subject\", \
                         \"sequence:N\" or \"time:2026-01-01T00:00:00Z\"";

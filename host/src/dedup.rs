@@ -22,7 +22,7 @@ impl DedupKey {
                 Ok(DedupKey::JsonPointer(pointer.to_string()))
             }
             _ => Err(format!(
-                "delivery.dedup {spec:?} must be \"header:NAME\" or \"json:/pointer\" (e.g. \"json:/event_id\")"
+                "jetstream.dedup {spec:?} must be \"header:NAME\" or \"json:/pointer\" (e.g. \"json:/event_id\")"
             )),
         }
     }

@@ -599,7 +599,7 @@ struct DedupInput<'a> {
 /// or the string or number at the pointer, never an empty id; `bucket_key`
 /// makes of any id a key under the plugin's own prefix that the key-value
 /// store can hold, the id itself when it is plain and short. Fields: the
-/// `delivery.dedup` spec, plugin name, an id to make a key of, the
+/// `jetstream.dedup` spec, plugin name, an id to make a key of, the
 /// headers, then the payload.
 pub fn dedup(data: &[u8]) {
     let mut f = Fields::new(data);

@@ -51,7 +51,7 @@ pub struct HostOptions {
     /// Keep every plugin's dead letters in a stream, created where none
     /// captures them (`evhost dev`).
     pub dead_letter_streams: bool,
-    /// The `[limits]` and `[delivery]` every plugin gets where its
+    /// The `[limits]`, `[delivery]` and `[jetstream]` every plugin gets where its
     /// manifest says nothing (the configuration file's).
     pub plugin_defaults: PluginDefaults,
 }

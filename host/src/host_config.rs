@@ -1,7 +1,7 @@
 //! The host's configuration file, `evhost.toml` (`evhost run --config
 //! FILE`): what `run`'s flags set (plugins folder, NATS servers, credentials
 //! and TLS files, the listener's address, drain timeout, log format,
-//! compiled-code cache) and the `[limits]` and `[delivery]` every plugin gets
+//! compiled-code cache) and the `[limits]`, `[delivery]` and `[jetstream]` every plugin gets
 //! unless its manifest says otherwise ([`PluginDefaults`]). Parsed strictly,
 //! as a manifest is: an unknown key, a wrong type or a value out of range is
 //! an error with its line and column. Relative paths in the file are taken
@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 use crate::logging::LogFormat;
 use crate::manifest::{LimitsSection, ManifestError, parse_strict};
 use crate::nats_connection::{Secret, ServerList};
-use crate::plugin_defaults::{DeliveryDefaults, PluginDefaults};
+use crate::plugin_defaults::{DeliveryDefaults, JetStreamDefaults, PluginDefaults};
 
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,8 @@ struct HostFile {
     limits: LimitsSection,
     #[serde(default)]
     delivery: DeliveryDefaults,
+    #[serde(default)]
+    jetstream: JetStreamDefaults,
 }
 
 /// `[nats]`: the servers and how to log in, as the `--nats`, `--creds`, ...
@@ -195,6 +197,7 @@ impl HostConfig {
         let plugin_defaults = PluginDefaults {
             limits: file.limits,
             delivery: file.delivery,
+            jetstream: file.jetstream,
         };
         plugin_defaults.check()?;
         let at = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
@@ -241,6 +244,9 @@ timeout_ms = 2000
 
 [delivery]
 max_attempts = 3
+
+[jetstream]
+ack_wait = "90s"
 "#;
 
     #[test]
@@ -264,6 +270,7 @@ max_attempts = 3
         assert!(c.nats.has_credentials());
         assert_eq!(c.plugin_defaults.limits.timeout_ms, Some(2000));
         assert_eq!(c.plugin_defaults.delivery.max_attempts, Some(3));
+        assert_eq!(c.plugin_defaults.jetstream.ack_wait.as_deref(), Some("90s"));
         let one = HostConfig::parse(
             "[nats]\nservers = \"nats://a:1,nats://b:2\"",
             Path::new("."),
@@ -302,8 +309,13 @@ max_attempts = 3
         assert!(err.starts_with("2:15: limits.concurrency"), "{err}");
         let err = error("[nats]\nservers = \"nats://a:b\"\n");
         assert!(err.starts_with("2:11: nats.servers:"), "{err}");
-        let err = error("[delivery]\nstream = \"S\"\n");
+        let err = error("[delivery]\nack_wait = \"5s\"\n");
+        assert!(err.starts_with("2:1: unknown field `ack_wait`"), "{err}");
+        assert!(err.contains("[jetstream] table"), "{err}");
+        let err = error("[jetstream]\nstream = \"S\"\n");
         assert!(err.starts_with("2:1: unknown field `stream`"), "{err}");
+        let err = error("[jetstream]\npull_batch = 0\n");
+        assert!(err.starts_with("2:14: jetstream.pull_batch"), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }
 
@@ -350,6 +362,7 @@ max_attempts = 3
         assert_eq!(c.metrics.as_deref(), Some("0.0.0.0:9464"));
         assert!(c.nats.servers.is_some());
         assert_eq!(c.plugin_defaults.delivery.max_attempts, Some(5));
+        assert_eq!(c.plugin_defaults.jetstream.ack_wait.as_deref(), Some("60s"));
     }
 
     #[test]

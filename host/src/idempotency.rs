@@ -49,7 +49,7 @@ impl KeySource {
     }
 
     /// The source of a JetStream message's key: its dedup id when the
-    /// manifest configures `delivery.dedup` and the message has one, else its
+    /// manifest configures `jetstream.dedup` and the message has one, else its
     /// stream and sequence.
     pub fn jetstream(dedup_id: Option<String>, stream: &str, seq: u64) -> Self {
         match dedup_id {

@@ -79,7 +79,7 @@ pub async fn bind(client: &Client, plugin: &Plugin, plan: &BindPlan) -> anyhow::
             .with_context(|| format!("cannot create stream {}", settings.stream))?,
         None => js.get_stream(&settings.stream).await.with_context(|| {
             format!(
-                "stream {} not found (create it, or set delivery.create_stream = true with stream_subjects)",
+                "stream {} not found (create it, or set jetstream.create_stream = true with stream_subjects)",
                 settings.stream
             )
         })?,

@@ -46,6 +46,8 @@ pub struct Manifest {
     /// Retry and dead-letter behaviour.
     #[serde(default)]
     pub delivery: DeliverySection,
+    /// Present: the plugin consumes a JetStream stream; absent: core NATS.
+    pub jetstream: Option<JetStreamSection>,
     /// Where the plugin may publish.
     #[serde(default)]
     pub publish: PublishSection,
@@ -90,7 +92,7 @@ pub struct LimitsSection {
     pub kv_max_value_bytes: Option<usize>,
 }
 
-/// `[delivery]`: retries and dead letters.
+/// `[delivery]`: retries and dead letters, in either mode.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySection {
@@ -103,50 +105,62 @@ pub struct DeliverySection {
     pub backoff_max: Option<String>,
     /// Prefix of dead-letter subjects (default `"dlq."`).
     pub dead_letter_prefix: Option<String>,
-    /// `"core"` (default) or `"jetstream"`.
-    pub mode: Option<DeliveryMode>,
-    /// JetStream: the stream to consume from (required in that mode).
-    pub stream: Option<String>,
-    /// JetStream: the durable consumer's name (default `evhost-<plugin>`).
-    pub durable: Option<String>,
-    /// JetStream: create `stream` if it does not exist, capturing `stream_subjects`.
-    pub create_stream: Option<bool>,
-    /// JetStream: subjects a created stream captures (default: the plugin's subjects).
-    pub stream_subjects: Option<Vec<String>>,
-    /// JetStream: how long the server waits for an ack before redelivering (default `"30s"`).
-    pub ack_wait: Option<String>,
-    /// JetStream: where the consumer of a subject the plugin did not consume
-    /// before starts: `"all"` (default), `"new"`, `"last"`,
-    /// `"last_per_subject"`, `"sequence:N"` or `"time:RFC3339"`. A subject
-    /// already consumed continues where it was.
-    pub deliver: Option<String>,
-    /// JetStream: how many messages the host asks the server for at a time,
-    /// beyond those in flight (default 256). Waiting messages count against
-    /// `ack_wait`, so keep `pull_batch` × handler time / `concurrency` under it.
-    pub pull_batch: Option<usize>,
-    /// JetStream: how to find a message's id for idempotency:
-    /// `"header:Nats-Msg-Id"` or `"json:/event_id"` (a JSON pointer).
-    pub dedup: Option<String>,
-    /// JetStream: the key-value bucket of handled ids (default `"evhost-dedup"`).
-    pub dedup_bucket: Option<String>,
-    /// JetStream: how long a handled id is remembered (default `"24h"`).
-    pub dedup_ttl: Option<String>,
-    /// A stream that should capture dead letters (either mode).
+    /// A stream that should capture dead letters.
     pub dead_letter_stream: Option<String>,
     /// Create `dead_letter_stream` if missing, capturing `<prefix>>`.
     pub create_dead_letter_stream: Option<bool>,
 }
 
-/// Where a plugin's messages come from.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeliveryMode {
-    /// Core NATS subscriptions in a queue group; retries wait in the host.
-    #[default]
-    Core,
-    /// A durable JetStream pull consumer with explicit acks.
-    Jetstream,
+/// `[jetstream]`: the stream a plugin consumes and how. Its presence is
+/// what makes a plugin a JetStream one, so none of these keys can reach a
+/// core NATS plugin.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JetStreamSection {
+    /// The stream to consume from (required).
+    pub stream: Option<String>,
+    /// The durable consumer's name (default `evhost-<plugin>`).
+    pub durable: Option<String>,
+    /// Create `stream` if it does not exist, capturing `stream_subjects`.
+    pub create_stream: Option<bool>,
+    /// Subjects a created stream captures (default: the plugin's subjects).
+    pub stream_subjects: Option<Vec<String>>,
+    /// How long the server waits for an ack before redelivering (default `"30s"`).
+    pub ack_wait: Option<String>,
+    /// Where the consumer of a subject the plugin did not consume before
+    /// starts: `"all"` (default), `"new"`, `"last"`, `"last_per_subject"`,
+    /// `"sequence:N"` or `"time:RFC3339"`. A subject already consumed
+    /// continues where it was.
+    pub deliver: Option<String>,
+    /// How many messages the host asks the server for at a time, beyond
+    /// those in flight (default 256). Waiting messages count against
+    /// `ack_wait`, so keep `pull_batch` × handler time / `concurrency` under it.
+    pub pull_batch: Option<usize>,
+    /// How to find a message's id for idempotency: `"header:Nats-Msg-Id"`
+    /// or `"json:/event_id"` (a JSON pointer).
+    pub dedup: Option<String>,
+    /// The key-value bucket of handled ids (default `"evhost-dedup"`).
+    pub dedup_bucket: Option<String>,
+    /// How long a handled id is remembered (default `"24h"`).
+    pub dedup_ttl: Option<String>,
 }
+
+/// The keys that were `[delivery]`'s before they moved to `[jetstream]`
+/// (and `mode`, which the table replaced): a manifest or host file still
+/// using one gets a hint with serde's unknown-field error.
+const MOVED_TO_JETSTREAM: [&str; 11] = [
+    "mode",
+    "stream",
+    "durable",
+    "create_stream",
+    "stream_subjects",
+    "ack_wait",
+    "deliver",
+    "pull_batch",
+    "dedup",
+    "dedup_bucket",
+    "dedup_ttl",
+];
 
 /// `[publish]`: a narrower allow-list for output subjects.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -254,11 +268,30 @@ pub fn parse_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Man
             .span()
             .map(|span| line_column(text, span.start))
             .unwrap_or((1, 1));
+        let mut message = one_line_message(err.message());
+        if let Some(hint) = moved_key_hint(&message) {
+            message.push_str(hint);
+        }
         ManifestError::Syntax {
             line,
             column,
-            message: one_line_message(err.message()),
+            message,
         }
+    })
+}
+
+/// A hint for an unknown `[delivery]` key that moved to `[jetstream]`
+/// (serde's message names the key and, for `[delivery]`, expects
+/// `max_attempts` among others).
+fn moved_key_hint(message: &str) -> Option<&'static str> {
+    let key = message.strip_prefix("unknown field `")?.split('`').next()?;
+    if !message.contains("`max_attempts`") || !MOVED_TO_JETSTREAM.contains(&key) {
+        return None;
+    }
+    Some(if key == "mode" {
+        "; a [jetstream] table makes a plugin a JetStream one (`mode` is gone)"
+    } else {
+        "; JetStream keys moved from [delivery] to the [jetstream] table"
     })
 }
 
@@ -293,11 +326,37 @@ mod tests {
     fn a_control_character_quoted_from_the_text_is_escaped() {
         // Found by the manifest fuzzer: a `\r` escape in an enum value was
         // quoted raw in the error.
-        let err = Manifest::parse("[delivery]\nmode = \"a\\rb\"\n")
+        let err = Manifest::parse("[limits]\nisolation = \"a\\rb\"\n")
             .unwrap_err()
             .to_string();
         assert!(!err.contains(['\n', '\r']), "{err:?}");
         assert!(err.contains("a\\rb"), "{err}");
+    }
+
+    #[test]
+    fn a_jetstream_key_under_delivery_says_where_it_moved() {
+        let err = Manifest::parse("[delivery]\nmax_attempts = 2\nstream = \"S\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("3:1: unknown field `stream`"), "{err}");
+        assert!(
+            err.ends_with("JetStream keys moved from [delivery] to the [jetstream] table"),
+            "{err}"
+        );
+        let err = Manifest::parse("[delivery]\nmode = \"jetstream\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("2:1: unknown field `mode`"), "{err}");
+        assert!(err.contains("a [jetstream] table makes"), "{err}");
+        // The same key elsewhere is plainly unknown; in [jetstream] it is at home.
+        let err = Manifest::parse("[limits]\nstream = \"S\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("[jetstream]"), "{err}");
+        let m = Manifest::parse("[jetstream]\nstream = \"S\"\nack_wait = \"5s\"\n").unwrap();
+        assert_eq!(m.jetstream.unwrap().stream.as_deref(), Some("S"));
+        // A core manifest cannot carry a JetStream key at all.
+        assert!(Manifest::parse("").unwrap().jetstream.is_none());
     }
 
     #[test]

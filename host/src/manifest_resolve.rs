@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::backoff::Backoff;
-use crate::manifest::{BackoffSpec, DeliveryMode, DeliverySection, Manifest, ManifestError};
+use crate::manifest::{BackoffSpec, DeliverySection, Manifest, ManifestError};
 use crate::plugin_settings::{DEFAULT_DEDUP_BUCKET, JetStreamSettings, PluginSettings};
 
 /// The largest `memory_mb` a manifest may ask for (the 32-bit address space).
@@ -142,34 +142,16 @@ impl Manifest {
     }
 
     fn resolve_jetstream(&self, name: &str) -> Result<Option<JetStreamSettings>, ManifestError> {
-        let d = &self.delivery;
         let invalid = |msg: String| Err(ManifestError::Invalid(msg));
-        if d.mode.unwrap_or_default() == DeliveryMode::Core {
-            let js_only = [
-                ("stream", d.stream.is_some()),
-                ("durable", d.durable.is_some()),
-                ("create_stream", d.create_stream.is_some()),
-                ("stream_subjects", d.stream_subjects.is_some()),
-                ("ack_wait", d.ack_wait.is_some()),
-                ("deliver", d.deliver.is_some()),
-                ("pull_batch", d.pull_batch.is_some()),
-                ("dedup", d.dedup.is_some()),
-                ("dedup_bucket", d.dedup_bucket.is_some()),
-                ("dedup_ttl", d.dedup_ttl.is_some()),
-            ];
-            if let Some((key, _)) = js_only.iter().find(|(_, set)| *set) {
-                return invalid(format!(
-                    "delivery.{key} needs delivery.mode = \"jetstream\""
-                ));
-            }
+        let Some(d) = &self.jetstream else {
             return Ok(None);
-        }
+        };
         let Some(stream) = d.stream.clone() else {
-            return invalid("delivery.mode = \"jetstream\" needs delivery.stream".into());
+            return invalid("jetstream.stream is missing: the stream to consume".into());
         };
         if !valid_name(&stream) {
             return invalid(format!(
-                "delivery.stream {stream:?} is not a valid stream name"
+                "jetstream.stream {stream:?} is not a valid stream name"
             ));
         }
         let durable = d
@@ -178,7 +160,7 @@ impl Manifest {
             .unwrap_or_else(|| format!("evhost-{name}"));
         if !valid_name(&durable) {
             return invalid(format!(
-                "delivery.durable {durable:?} is not a valid consumer name"
+                "jetstream.durable {durable:?} is not a valid consumer name"
             ));
         }
         let create_stream = match (
@@ -188,14 +170,14 @@ impl Manifest {
         ) {
             (false, Some(_), _) => {
                 return invalid(
-                    "delivery.stream_subjects needs delivery.create_stream = true".into(),
+                    "jetstream.stream_subjects needs jetstream.create_stream = true".into(),
                 );
             }
             (false, None, _) => None,
             (true, Some(list), _) | (true, None, Some(list)) => Some(list.clone()),
             (true, None, None) => {
                 return invalid(
-                    "delivery.create_stream needs delivery.stream_subjects (or top-level subjects) to capture".into(),
+                    "jetstream.create_stream needs jetstream.stream_subjects (or top-level subjects) to capture".into(),
                 );
             }
         };
@@ -205,7 +187,7 @@ impl Manifest {
             .find(|s| !crate::subject::is_valid_pattern(s))
         {
             return invalid(format!(
-                "delivery.stream_subjects: {bad:?} is not a valid NATS subject"
+                "jetstream.stream_subjects: {bad:?} is not a valid NATS subject"
             ));
         }
         // A stream the host creates captures what a plugin may subscribe
@@ -214,24 +196,24 @@ impl Manifest {
             .as_deref()
             .map(crate::subject::check_subscriptions)
         {
-            return invalid(format!("delivery.stream_subjects: {denied}"));
+            return invalid(format!("jetstream.stream_subjects: {denied}"));
         }
         let ack_wait = match &d.ack_wait {
-            Some(s) => parse_duration("delivery.ack_wait", s)?,
+            Some(s) => parse_duration("jetstream.ack_wait", s)?,
             None => Duration::from_secs(30),
         };
         if ack_wait < Duration::from_secs(1) {
-            return invalid("delivery.ack_wait must be at least 1s".into());
+            return invalid("jetstream.ack_wait must be at least 1s".into());
         }
         let start = match &d.deliver {
             Some(text) => crate::consumers::StartAt::parse(text)
-                .map_err(|e| ManifestError::Invalid(format!("delivery.deliver {e}")))?,
+                .map_err(|e| ManifestError::Invalid(format!("jetstream.deliver {e}")))?,
             None => crate::consumers::StartAt::default(),
         };
         let pull_batch = d.pull_batch.unwrap_or(DEFAULT_PULL_BATCH);
         if pull_batch == 0 || pull_batch > 10_000 {
             return invalid(format!(
-                "delivery.pull_batch must be between 1 and 10000, not {pull_batch}"
+                "jetstream.pull_batch must be between 1 and 10000, not {pull_batch}"
             ));
         }
         let dedup = match &d.dedup {
@@ -246,14 +228,14 @@ impl Manifest {
             .unwrap_or_else(|| DEFAULT_DEDUP_BUCKET.into());
         if !valid_name(&dedup_bucket) {
             return invalid(format!(
-                "delivery.dedup_bucket {dedup_bucket:?} is not a valid bucket name"
+                "jetstream.dedup_bucket {dedup_bucket:?} is not a valid bucket name"
             ));
         }
         let dedup_ttl = match &d.dedup_ttl {
-            Some(s) => parse_duration("delivery.dedup_ttl", s)?,
+            Some(s) => parse_duration("jetstream.dedup_ttl", s)?,
             None => Duration::from_secs(24 * 3600),
         };
-        let dead_letter_stream = resolve_dead_letter_stream(d)?;
+        let dead_letter_stream = resolve_dead_letter_stream(&self.delivery)?;
         Ok(Some(JetStreamSettings {
             stream,
             durable,
@@ -386,8 +368,7 @@ allow = ["payments.>"]
 
     #[test]
     fn jetstream_settings_resolve_with_defaults() {
-        let text =
-            "[delivery]\nmode = \"jetstream\"\nstream = \"ORDERS\"\ndedup = \"json:/event_id\"\n";
+        let text = "[jetstream]\nstream = \"ORDERS\"\ndedup = \"json:/event_id\"\n";
         let s = Manifest::parse(text).unwrap().resolve("payment").unwrap();
         let js = s.jetstream.unwrap();
         assert_eq!(js.stream, "ORDERS");
@@ -403,37 +384,43 @@ allow = ["payments.>"]
     }
 
     #[test]
-    fn jetstream_keys_need_jetstream_mode_and_a_stream() {
-        let err = Manifest::parse("[delivery]\nstream = \"X\"")
+    fn a_jetstream_table_needs_a_stream() {
+        let err = Manifest::parse("[jetstream]\nack_wait = \"5s\"")
             .unwrap()
             .resolve("p")
             .unwrap_err();
-        assert!(err.to_string().contains("needs delivery.mode"), "{err}");
-        let err = Manifest::parse("[delivery]\nmode = \"jetstream\"")
+        assert!(
+            err.to_string().starts_with("jetstream.stream is missing"),
+            "{err}"
+        );
+        let err = Manifest::parse("[jetstream]\nstream = \"S\"\ncreate_stream = true")
             .unwrap()
             .resolve("p")
             .unwrap_err();
-        assert!(err.to_string().contains("needs delivery.stream"), "{err}");
-        let err = Manifest::parse(
-            "[delivery]\nmode = \"jetstream\"\nstream = \"S\"\ncreate_stream = true",
-        )
-        .unwrap()
-        .resolve("p")
-        .unwrap_err();
         assert!(err.to_string().contains("stream_subjects"), "{err}");
+        // The dead-letter stream stays in [delivery] in JetStream mode too.
+        let s =
+            Manifest::parse("[jetstream]\nstream = \"S\"\n[delivery]\ndead_letter_stream = \"D\"")
+                .unwrap()
+                .resolve("p")
+                .unwrap();
+        assert_eq!(
+            s.jetstream.unwrap().dead_letter_stream,
+            Some(("D".into(), false))
+        );
     }
 
     #[test]
     fn a_created_stream_may_not_capture_system_subjects() {
         for bad in ["$KV.>", "_INBOX.>", ">", "*.orders"] {
             let err = Manifest::parse(&format!(
-                "[delivery]\nmode = \"jetstream\"\nstream = \"S\"\ncreate_stream = true\nstream_subjects = [\"orders.>\", \"{bad}\"]"
+                "[jetstream]\nstream = \"S\"\ncreate_stream = true\nstream_subjects = [\"orders.>\", \"{bad}\"]"
             ))
             .unwrap()
             .resolve("p")
             .unwrap_err()
             .to_string();
-            assert!(err.starts_with("delivery.stream_subjects: "), "{err}");
+            assert!(err.starts_with("jetstream.stream_subjects: "), "{err}");
             assert!(err.contains(bad), "{err}");
         }
     }
@@ -475,12 +462,12 @@ allow = ["payments.>"]
             // A key with a line break, escaped (found by fuzzing).
             ("[config]\n\"a\\nb\" = [1]", "config.a\\nb: only"),
             (
-                "[delivery]\nmode = \"jetstream\"\nstream = \"S\"\npull_batch = 0",
-                "pull_batch",
+                "[jetstream]\nstream = \"S\"\npull_batch = 0",
+                "jetstream.pull_batch",
             ),
             (
-                "[delivery]\npull_batch = 64",
-                "pull_batch needs delivery.mode",
+                "[jetstream]\nstream = \"S\"\nack_wait = \"10ms\"",
+                "jetstream.ack_wait",
             ),
         ] {
             let err = Manifest::parse(text).unwrap().resolve("p").unwrap_err();

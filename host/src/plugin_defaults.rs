@@ -1,19 +1,18 @@
-//! The `[limits]` and `[delivery]` an operator sets for every plugin in the
-//! host's configuration file (`evhost.toml`). They sit between the built-in
-//! defaults and a plugin's own manifest: a key the manifest sets wins, a key
-//! it leaves out takes the host's value, and a key neither sets takes the
-//! built-in default (`Manifest::resolve`).
+//! The `[limits]`, `[delivery]` and `[jetstream]` an operator sets for
+//! every plugin in the host's configuration file (`evhost.toml`). They sit
+//! between the built-in defaults and a plugin's own manifest: a key the
+//! manifest sets wins, a key it leaves out takes the host's value, and a key
+//! neither sets takes the built-in default (`Manifest::resolve`).
 
 use serde::Deserialize;
 
 use crate::manifest::{
-    BackoffSpec, DeliveryMode, DeliverySection, LimitsSection, Manifest, ManifestError,
+    BackoffSpec, DeliverySection, JetStreamSection, LimitsSection, Manifest, ManifestError,
 };
 
-/// The `[delivery]` keys a host may set for every plugin: policies (retries,
-/// dead letters, JetStream flow), not what a plugin consumes (`mode`,
-/// `stream`, `durable`, ... stay the manifest's). The JetStream ones apply to
-/// the plugins in JetStream mode only.
+/// The `[delivery]` keys a host may set for every plugin: the retry and
+/// dead-letter policy, not where dead letters are kept (a stream is the
+/// plugin's own choice).
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryDefaults {
@@ -25,15 +24,24 @@ pub struct DeliveryDefaults {
     pub backoff_max: Option<String>,
     /// Prefix of dead-letter subjects.
     pub dead_letter_prefix: Option<String>,
-    /// JetStream: how long the server waits for an ack.
+}
+
+/// The `[jetstream]` keys a host may set for every JetStream plugin: flow
+/// and dedup policy, not what a plugin consumes (`stream`, `durable`,
+/// `dedup`, ... stay the manifest's). The table does not make a plugin a
+/// JetStream one: a core plugin ignores it.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JetStreamDefaults {
+    /// How long the server waits for an ack.
     pub ack_wait: Option<String>,
-    /// JetStream: where a new subject's consumer starts.
+    /// Where a new subject's consumer starts.
     pub deliver: Option<String>,
-    /// JetStream: messages asked for at a time.
+    /// Messages asked for at a time.
     pub pull_batch: Option<usize>,
-    /// JetStream: the key-value bucket of handled ids.
+    /// The key-value bucket of handled ids.
     pub dedup_bucket: Option<String>,
-    /// JetStream: how long a handled id is remembered.
+    /// How long a handled id is remembered.
     pub dedup_ttl: Option<String>,
 }
 
@@ -44,6 +52,8 @@ pub struct PluginDefaults {
     pub limits: LimitsSection,
     /// `[delivery]`: the policy keys.
     pub delivery: DeliveryDefaults,
+    /// `[jetstream]`: the flow keys, for JetStream plugins.
+    pub jetstream: JetStreamDefaults,
 }
 
 /// Sets `into` to `from` where `into` is unset.
@@ -102,23 +112,26 @@ impl PluginDefaults {
             backoff,
             backoff_max,
             dead_letter_prefix,
-            ack_wait,
-            deliver,
-            pull_batch,
-            dedup_bucket,
-            dedup_ttl,
         } = &self.delivery;
         let d: &mut DeliverySection = &mut m.delivery;
         fill(&mut d.max_attempts, max_attempts);
         fill(&mut d.backoff, backoff);
         fill(&mut d.backoff_max, backoff_max);
         fill(&mut d.dead_letter_prefix, dead_letter_prefix);
-        if d.mode == Some(DeliveryMode::Jetstream) {
-            fill(&mut d.ack_wait, ack_wait);
-            fill(&mut d.deliver, deliver);
-            fill(&mut d.pull_batch, pull_batch);
-            fill(&mut d.dedup_bucket, dedup_bucket);
-            fill(&mut d.dedup_ttl, dedup_ttl);
+
+        let JetStreamDefaults {
+            ack_wait,
+            deliver,
+            pull_batch,
+            dedup_bucket,
+            dedup_ttl,
+        } = &self.jetstream;
+        if let Some(j) = &mut m.jetstream {
+            fill(&mut j.ack_wait, ack_wait);
+            fill(&mut j.deliver, deliver);
+            fill(&mut j.pull_batch, pull_batch);
+            fill(&mut j.dedup_bucket, dedup_bucket);
+            fill(&mut j.dedup_ttl, dedup_ttl);
         }
         m
     }
@@ -129,11 +142,10 @@ impl PluginDefaults {
     pub fn check(&self) -> Result<(), ManifestError> {
         let core = Manifest::default();
         let jetstream = Manifest {
-            delivery: DeliverySection {
-                mode: Some(DeliveryMode::Jetstream),
+            jetstream: Some(JetStreamSection {
                 stream: Some("DEFAULTS".into()),
-                ..DeliverySection::default()
-            },
+                ..JetStreamSection::default()
+            }),
             ..Manifest::default()
         };
         for manifest in [core, jetstream] {
@@ -150,9 +162,14 @@ mod tests {
     use super::*;
 
     fn defaults(limits: &str, delivery: &str) -> PluginDefaults {
+        with_jetstream(limits, delivery, "")
+    }
+
+    fn with_jetstream(limits: &str, delivery: &str, jetstream: &str) -> PluginDefaults {
         PluginDefaults {
             limits: crate::manifest::parse_strict(limits).unwrap(),
             delivery: crate::manifest::parse_strict(delivery).unwrap(),
+            jetstream: crate::manifest::parse_strict(jetstream).unwrap(),
         }
     }
 
@@ -172,10 +189,14 @@ mod tests {
 
     #[test]
     fn jetstream_defaults_reach_only_jetstream_plugins() {
-        let host = defaults("", "ack_wait = \"90s\"\npull_batch = 32");
-        let core = host.apply(&Manifest::default()).resolve("p").unwrap();
-        assert!(core.jetstream.is_none());
-        let js = Manifest::parse("[delivery]\nmode = \"jetstream\"\nstream = \"S\"\n").unwrap();
+        let host = with_jetstream("", "", "ack_wait = \"90s\"\npull_batch = 32");
+        let core = host.apply(&Manifest::default());
+        assert!(
+            core.jetstream.is_none(),
+            "the defaults make no plugin a JetStream one"
+        );
+        assert!(core.resolve("p").unwrap().jetstream.is_none());
+        let js = Manifest::parse("[jetstream]\nstream = \"S\"\n").unwrap();
         let js = host.apply(&js).resolve("p").unwrap().jetstream.unwrap();
         assert_eq!(js.ack_wait, Duration::from_secs(90));
         assert_eq!(js.pull_batch, 32);
@@ -186,15 +207,23 @@ mod tests {
         assert!(PluginDefaults::default().check().is_ok());
         let err = defaults("concurrency = 0", "").check().unwrap_err();
         assert!(err.to_string().starts_with("limits.concurrency"), "{err}");
-        let err = defaults("", "ack_wait = \"10ms\"").check().unwrap_err();
-        assert!(err.to_string().starts_with("delivery.ack_wait"), "{err}");
+        let err = with_jetstream("", "", "ack_wait = \"10ms\"")
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("jetstream.ack_wait"), "{err}");
     }
 
     #[test]
     fn what_a_plugin_consumes_is_not_a_host_default() {
-        let err = crate::manifest::parse_strict::<DeliveryDefaults>("mode = \"jetstream\"")
+        let err = crate::manifest::parse_strict::<JetStreamDefaults>("stream = \"S\"")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("1:1: unknown field `mode`"), "{err}");
+        assert!(err.starts_with("1:1: unknown field `stream`"), "{err}");
+        // An old host file's JetStream key under [delivery] says where it went.
+        let err = crate::manifest::parse_strict::<DeliveryDefaults>("ack_wait = \"5s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("1:1: unknown field `ack_wait`"), "{err}");
+        assert!(err.contains("[jetstream] table"), "{err}");
     }
 }

@@ -69,12 +69,12 @@ pub struct PluginSettings {
     pub dead_letter_stream: Option<(String, bool)>,
     /// Allow-list of output subject patterns, if any.
     pub publish_allow: Option<Vec<String>>,
-    /// JetStream delivery, when `mode = "jetstream"`.
+    /// JetStream delivery, when the manifest has a `[jetstream]` table.
     pub jetstream: Option<JetStreamSettings>,
     /// What the plugin may reach beyond its message.
     pub capabilities: crate::capabilities::Capabilities,
 }
 
-/// The key-value bucket of handled event ids, unless `delivery.dedup_bucket`
+/// The key-value bucket of handled event ids, unless `jetstream.dedup_bucket`
 /// names another; never grantable to a plugin.
 pub const DEFAULT_DEDUP_BUCKET: &str = "evhost-dedup";

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::manifest::{DeliveryMode, Isolation};
+use crate::manifest::Isolation;
 use crate::metrics::Counters;
 use crate::outcome::DeadLetterKind;
 use crate::plugin::Plugin;
@@ -35,7 +35,7 @@ struct Serving {
     loaded_at: SystemTime,
     subjects: Vec<String>,
     queue_group: String,
-    mode: DeliveryMode,
+    /// The stream consumed, for a JetStream plugin; `None` on core NATS.
     stream: Option<String>,
     durable: Option<String>,
     limits: Limits,
@@ -153,11 +153,6 @@ impl PluginBoard {
             loaded_at: SystemTime::now(),
             subjects: plugin.subjects.clone(),
             queue_group: s.queue_group.clone(),
-            mode: if s.jetstream.is_some() {
-                DeliveryMode::Jetstream
-            } else {
-                DeliveryMode::Core
-            },
             stream: s.jetstream.as_ref().map(|j| j.stream.clone()),
             durable: s.jetstream.as_ref().map(|j| j.durable.clone()),
             limits: Limits {
@@ -243,11 +238,14 @@ fn view(name: &str, known: &Known) -> PluginView {
         loaded_at: s.map(|s| rfc3339(s.loaded_at)),
         subjects: s.map(|s| s.subjects.clone()).unwrap_or_default(),
         queue_group: s
-            .filter(|s| s.mode == DeliveryMode::Core)
+            .filter(|s| s.stream.is_none())
             .map(|s| s.queue_group.clone()),
-        mode: s.map(|s| match s.mode {
-            DeliveryMode::Core => "core",
-            DeliveryMode::Jetstream => "jetstream",
+        mode: s.map(|s| {
+            if s.stream.is_some() {
+                "jetstream"
+            } else {
+                "core"
+            }
         }),
         stream: s.and_then(|s| s.stream.clone()),
         durable: s.and_then(|s| s.durable.clone()),

@@ -53,7 +53,7 @@ pub struct Registry {
     rejected: std::collections::HashSet<String>,
     /// What `/plugins` shows.
     board: Arc<PluginBoard>,
-    /// The host's `[limits]` and `[delivery]` for every plugin.
+    /// The host's `[limits]`, `[delivery]` and `[jetstream]` for every plugin.
     defaults: PluginDefaults,
     /// Every served plugin's dead-letter prefix: no plugin publishes there.
     reserved: DeadLetterPrefixes,

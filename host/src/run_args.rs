@@ -22,7 +22,7 @@ use crate::nats_args::{NatsArgs, NatsAuthArgs};
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
     /// A configuration file (evhost.toml) setting any of these flags and
-    /// every plugin's default [limits] and [delivery]; flags and environment
+    /// every plugin's default [limits], [delivery] and [jetstream]; flags and environment
     /// variables override it.
     #[arg(long, env = "EVHOST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

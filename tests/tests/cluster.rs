@@ -411,10 +411,10 @@ fn logs(hosts: &[Served]) -> String {
 /// The echo plugin on JetStream, fed orders: `IN` (made by the test) feeds
 /// it, it sleeps `sleep_ms` a call (logging `echo: sleeping` as it starts)
 /// and answers on `test.echo.out`, which `OUT` keeps.
-fn echo_manifest(sleep_ms: u64, concurrency: usize, delivery: &str) -> String {
+fn echo_manifest(sleep_ms: u64, concurrency: usize, jetstream: &str) -> String {
     format!(
         "[config]\nsleep_ms = {sleep_ms}\n[limits]\nconcurrency = {concurrency}\n\
-         [delivery]\nmode = \"jetstream\"\nstream = \"IN\"\n{delivery}"
+         [jetstream]\nstream = \"IN\"\n{jetstream}"
     )
 }
 

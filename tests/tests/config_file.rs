@@ -1,8 +1,9 @@
 //! The host's configuration file, `evhost run --config evhost.toml`: a host
 //! given nothing else serves; the environment overrides the file and flags
 //! override both; a mistake in the file is one line with its line and
-//! column; the file's `[limits]` and `[delivery]` reach the plugins whose
-//! manifests leave them out, and only those; the example in `deploy/`
+//! column; the file's `[limits]`, `[delivery]` and `[jetstream]` reach the
+//! plugins whose manifests leave them out, and only those (`[jetstream]`
+//! only JetStream plugins); the example in `deploy/`
 //! starts a host.
 
 use std::path::{Path, PathBuf};
@@ -141,8 +142,8 @@ async fn a_mistake_in_the_config_file_is_one_line_with_its_line_and_column() {
             ":4:15: limits.concurrency must be between 1 and 10000, not 0",
         ),
         (
-            "[delivery]\nmode = \"jetstream\"\n",
-            ":2:1: unknown field `mode`",
+            "[delivery]\nack_wait = \"5s\"\n",
+            ":2:1: unknown field `ack_wait`",
         ),
     ] {
         let config = write_config(etc.path(), text);
@@ -185,6 +186,18 @@ async fn the_files_plugin_defaults_apply_where_a_manifest_is_silent_and_only_the
         "spinner-own",
         "subjects = [\"test.spin.own\"]\n\n[limits]\ntimeout_ms = 700\n\n[delivery]\nmax_attempts = 1\n",
     );
+    // A JetStream plugin takes the file's [jetstream] ack_wait; a second
+    // one sets its own.
+    for (name, own) in [("echo-js", ""), ("echo-js-own", "ack_wait = \"4s\"\n")] {
+        dir.add_as(name, &wasm("echo"));
+        dir.write_manifest(
+            name,
+            &format!(
+                "subjects = [\"test.{name}\"]\n[jetstream]\nstream = \"IN\"\n\
+                 create_stream = true\nstream_subjects = [\"test.echo-js\", \"test.echo-js-own\"]\n{own}"
+            ),
+        );
+    }
     let etc = tempfile::tempdir().unwrap();
     let listen = addr();
     let config = write_config(
@@ -192,7 +205,8 @@ async fn the_files_plugin_defaults_apply_where_a_manifest_is_silent_and_only_the
         &format!(
             "plugins = {plugins:?}\nmetrics = {listen:?}\nlog_format = \"json\"\n\n\
              [nats]\nservers = {url:?}\n\n\
-             [limits]\ntimeout_ms = 200\n\n[delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n",
+             [limits]\ntimeout_ms = 200\n\n[delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n\n\
+             [jetstream]\nack_wait = \"7s\"\n",
             plugins = dir.path().display().to_string(),
             url = nats.url(),
         ),
@@ -223,6 +237,21 @@ async fn the_files_plugin_defaults_apply_where_a_manifest_is_silent_and_only_the
     };
     assert_eq!(limits("spinner"), (Some(200), Some(2), Some(16)));
     assert_eq!(limits("spinner-own"), (Some(700), Some(1), Some(16)));
+    // The file's [jetstream] made no core plugin a JetStream one.
+    let mode = |name: &str| plugin_entry(&plugins, name).unwrap()["mode"].clone();
+    assert_eq!(mode("spinner"), "core", "{plugins}");
+    assert_eq!(mode("echo-js"), "jetstream", "{plugins}");
+    // The server's consumers carry the file's ack_wait, or the manifest's own.
+    let js = async_nats::jetstream::new(client.clone());
+    for (subject, ack_wait) in [("test.echo-js", 7), ("test.echo-js-own", 4)] {
+        let mut consumer = evhost_tests::consumer_of(&js, "IN", subject).await;
+        let info = consumer.info().await.expect("consumer info");
+        assert_eq!(
+            info.config.ack_wait,
+            Duration::from_secs(ack_wait),
+            "{subject}"
+        );
+    }
 }
 
 /// The example `deploy/evhost.toml` starts a host: everything but what

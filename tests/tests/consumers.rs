@@ -10,16 +10,16 @@ use async_nats::jetstream::{self, stream};
 use evhost_tests::*;
 
 /// echo on JetStream, consuming `subjects` from `IN` (which captures `in.>`).
-fn manifest(subjects: &[&str], delivery: &str) -> String {
-    manifest_with_config(subjects, delivery, "")
+fn manifest(subjects: &[&str], extra: &str) -> String {
+    manifest_with_config(subjects, extra, "")
 }
 
 /// Like [`manifest`], with `[config]` lines.
-fn manifest_with_config(subjects: &[&str], delivery: &str, config: &str) -> String {
+fn manifest_with_config(subjects: &[&str], extra: &str, config: &str) -> String {
     let list: Vec<String> = subjects.iter().map(|s| format!("{s:?}")).collect();
     format!(
-        "subjects = [{}]\n[config]\n{config}\n[limits]\nconcurrency = 4\n[delivery]\nmode = \"jetstream\"\n\
-         stream = \"IN\"\nack_wait = \"2s\"\n{delivery}\n",
+        "subjects = [{}]\n[config]\n{config}\n[limits]\nconcurrency = 4\n[jetstream]\n\
+         stream = \"IN\"\nack_wait = \"2s\"\n{extra}\n",
         list.join(", ")
     )
 }
@@ -231,7 +231,7 @@ async fn a_removed_subject_loses_its_consumer_after_its_messages_finish() {
 async fn consumers_bound_deliveries_above_max_attempts() {
     let (nats, _client, js) = setup().await;
     let dir = PluginDir::new();
-    dir.add_with_manifest("echo", &manifest(&["in.a"], "max_attempts = 3"));
+    dir.add_with_manifest("echo", &manifest(&["in.a"], "[delivery]\nmax_attempts = 3"));
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     let consumer = consumer_of(&js, "IN", "in.a").await;
     assert_eq!(
@@ -240,7 +240,7 @@ async fn consumers_bound_deliveries_above_max_attempts() {
         "3 attempts + 10"
     );
 
-    dir.write_manifest("echo", &manifest(&["in.a"], "max_attempts = 4"));
+    dir.write_manifest("echo", &manifest(&["in.a"], "[delivery]\nmax_attempts = 4"));
     host.wait_for_log("plugin reloaded", Some("echo"), WAIT)
         .await;
     let after = consumer_of(&js, "IN", "in.a").await;

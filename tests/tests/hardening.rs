@@ -701,7 +701,7 @@ async fn a_stored_malformed_header_block_is_dead_lettered_once() {
     let dir = PluginDir::new();
     dir.add_with_manifest(
         "echo",
-        "[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\n\
+        "[jetstream]\nstream = \"IN\"\ncreate_stream = true\n\
          stream_subjects = [\"test.echo\"]\nack_wait = \"1s\"\n",
     );
     let host = Host::start_ready(&dir.path(), &nats.url()).await;

@@ -392,8 +392,8 @@ async fn jetstream_redeliveries_carry_the_same_idempotency_key() {
     dir.add_with_manifest(
         "caller",
         &format!(
-            "[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\n\
-             stream_subjects = [\"test.caller\"]\nbackoff = \"10ms\"\n\
+            "[jetstream]\nstream = \"IN\"\ncreate_stream = true\n\
+             stream_subjects = [\"test.caller\"]\n[delivery]\nbackoff = \"10ms\"\n\
              [capabilities]\nhttp = [\"{}\"]\n",
             provider.url()
         ),

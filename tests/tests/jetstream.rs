@@ -12,10 +12,10 @@ use futures::StreamExt;
 
 /// The echo plugin on JetStream: `IN` captures `test.echo`, its replies go to
 /// `test.echo.out`, captured by `OUT` (created by the test).
-fn echo_manifest(extra_delivery: &str, config: &str) -> String {
+fn echo_manifest(extra_jetstream: &str, config: &str) -> String {
     format!(
-        "[config]\n{config}\n[limits]\nconcurrency = 8\n[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\n\
-         create_stream = true\nstream_subjects = [\"test.echo\"]\nack_wait = \"2s\"\n{extra_delivery}\n"
+        "[config]\n{config}\n[limits]\nconcurrency = 8\n[jetstream]\nstream = \"IN\"\n\
+         create_stream = true\nstream_subjects = [\"test.echo\"]\nack_wait = \"2s\"\n{extra_jetstream}\n"
     )
 }
 
@@ -261,8 +261,8 @@ async fn transient_failures_are_naked_with_the_configured_backoff() {
     let dir = PluginDir::new();
     dir.add_with_manifest(
         "flaky",
-        "[config]\nfail_attempts = 2\n[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\n\
-         stream_subjects = [\"test.flaky\"]\nbackoff = [\"400ms\", \"1200ms\"]\nmax_attempts = 5\n",
+        "[config]\nfail_attempts = 2\n[jetstream]\nstream = \"IN\"\ncreate_stream = true\n\
+         stream_subjects = [\"test.flaky\"]\n[delivery]\nbackoff = [\"400ms\", \"1200ms\"]\nmax_attempts = 5\n",
     );
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     let mut out = subscribe(&client, "test.flaky.out").await;
@@ -312,8 +312,8 @@ async fn max_attempts_dead_letters_through_a_stream_then_terms() {
     let dir = PluginDir::new();
     dir.add_with_manifest(
         "flaky",
-        "[config]\nalways = \"true\"\n[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\n\
-         stream_subjects = [\"test.flaky\"]\nbackoff = \"20ms\"\nmax_attempts = 3\n\
+        "[config]\nalways = \"true\"\n[jetstream]\nstream = \"IN\"\ncreate_stream = true\n\
+         stream_subjects = [\"test.flaky\"]\n[delivery]\nbackoff = \"20ms\"\nmax_attempts = 3\n\
          dead_letter_stream = \"DLQ\"\ncreate_dead_letter_stream = true\n",
     );
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
@@ -471,8 +471,8 @@ async fn dlq_replay_round_trip() {
     let dir = PluginDir::new();
     let manifest = |always: bool| {
         format!(
-            "[config]\nalways = \"{always}\"\n[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\n\
-             stream_subjects = [\"test.flaky\"]\nbackoff = \"10ms\"\nmax_attempts = 2\n\
+            "[config]\nalways = \"{always}\"\n[jetstream]\nstream = \"IN\"\ncreate_stream = true\n\
+             stream_subjects = [\"test.flaky\"]\n[delivery]\nbackoff = \"10ms\"\nmax_attempts = 2\n\
              dead_letter_stream = \"DLQ\"\ncreate_dead_letter_stream = true\n"
         )
     };

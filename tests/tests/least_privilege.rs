@@ -30,7 +30,7 @@ const SHOP_PASSWORD: &str = "shop-pa55-lp";
 const EVHOST_PASSWORD: &str = "evhost-pa55-lp";
 
 /// The manifests of the example deployment, as `docs/security.md` shows them.
-const PAYMENT_MANIFEST: &str = "[config]\nlimit_cents = 20000\n\n[delivery]\nmode = \"jetstream\"\n\
+const PAYMENT_MANIFEST: &str = "[config]\nlimit_cents = 20000\n\n[jetstream]\n\
                                 stream = \"ORDERS\"\ndedup = \"json:/event_id\"\n";
 const INVENTORY_MANIFEST: &str =
     "[config]\nstock_bucket = \"stock\"\n\n[capabilities]\nkeyvalue = [\"stock\"]\n";

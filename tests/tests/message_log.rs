@@ -43,7 +43,7 @@ async fn each_message_is_one_debug_line_with_its_outcome_in_both_modes() {
     dir.add_as("jsecho", &wasm("echo"));
     dir.write_manifest(
         "jsecho",
-        "subjects = [\"in.a\"]\n[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\n",
+        "subjects = [\"in.a\"]\n[jetstream]\nstream = \"IN\"\n",
     );
     let host = debug_host(&dir, &nats.url());
     host.wait_for_log("host ready", None, WAIT).await;

@@ -141,7 +141,7 @@ async fn metrics_show_durations_in_flight_reloads_versions_connections_and_consu
             .await
             .expect("publish ack");
     }
-    let manifest = "[limits]\nconcurrency = 2\n[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\nack_wait = \"5s\"\n";
+    let manifest = "[limits]\nconcurrency = 2\n[jetstream]\nstream = \"IN\"\nack_wait = \"5s\"\n";
     let dir = PluginDir::new();
     dir.add_with_manifest("echo", manifest);
     let addr = format!("127.0.0.1:{}", free_port());

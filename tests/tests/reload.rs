@@ -414,7 +414,7 @@ async fn reload_lines_say_what_changed_and_connections_log_once() {
 
     dir.write_manifest(
         "echo",
-        "[delivery]\nmode = \"jetstream\"\nstream = \"IN\"\ncreate_stream = true\nstream_subjects = [\"test.echo\"]\n",
+        "[jetstream]\nstream = \"IN\"\ncreate_stream = true\nstream_subjects = [\"test.echo\"]\n",
     );
     let line = host
         .wait_for_log_count("plugin reloaded", Some("echo"), 2, WAIT)

@@ -16,7 +16,7 @@ declare module 'evhost:plugin/host@0.2.0' {
    * effect (a charge, an e-mail) safe to repeat: send it as
    * `Idempotency-Key`. It is `<plugin>:<id>`, so two plugins handling one
    * event get different keys. The id is, on JetStream, the message's dedup
-   * id when the manifest configures `delivery.dedup`, else
+   * id when the manifest configures `jetstream.dedup`, else
    * `<stream>:<sequence>`; on core NATS, the `Nats-Msg-Id` header when the
    * publisher set one, else an id the host made when the message first
    * arrived (the same on the host's retries of it; a publisher that sends
