@@ -53,22 +53,20 @@ pub fn handle<'a, D: Delivery + 'a>(
     }
     let msg = delivery.message();
     trace_context::adopt(&span, msg.headers.as_ref(), &msg.subject);
-    drive(slot, delivery, span.clone()).instrument(span)
+    drive(slot, plugin, delivery, span.clone()).instrument(span)
 }
 
-/// Runs a handler call, recording how long it took.
-async fn timed<T>(slot: &Slot, call: impl Future<Output = T>) -> T {
-    let called = Instant::now();
-    let result = call.await;
-    slot.counters.call_took(called.elapsed());
-    result
-}
-
-async fn drive<D: Delivery>(slot: &Slot, mut delivery: D, span: tracing::Span) {
+/// `plugin` is the version the first attempt runs (read once per message:
+/// each read touches the slot's shared reference count).
+async fn drive<D: Delivery>(
+    slot: &Slot,
+    mut plugin: std::sync::Arc<crate::plugin::Plugin>,
+    mut delivery: D,
+    span: tracing::Span,
+) {
     // Timed only when someone listens: a clock read per message is not free.
     let started = (!span.is_disabled()).then(Instant::now);
     let _in_flight = slot.counters.in_flight();
-    let mut plugin = slot.current();
     // A header block the client could not read: the handler never sees the
     // message, which is dead-lettered at once with its payload.
     let mut unreadable = bus::malformed_headers(delivery.message())
@@ -86,20 +84,27 @@ async fn drive<D: Delivery>(slot: &Slot, mut delivery: D, span: tracing::Span) {
         let attempt = delivery.attempt();
         let failure = match unreadable.take() {
             Some(failure) => failure,
-            None => match timed(slot, delivery.call(&plugin)).await {
-                Ok(outputs) => match delivery.complete(&plugin, outputs).await {
-                    Ok(()) => {
-                        slot.counters.handled();
-                        finish(&span, attempt, "ok", started);
-                        return;
-                    }
-                    Err(err) => Failure::new(
-                        FailureKind::Transient,
-                        format!("cannot publish outputs: {err}"),
-                    ),
-                },
-                Err(failure) => failure,
-            },
+            None => {
+                // Timed in place: a helper taking the call's future would
+                // move that (large) future once more for every message.
+                let called = Instant::now();
+                let result = delivery.call(&plugin).await;
+                slot.counters.call_took(called.elapsed());
+                match result {
+                    Ok(outputs) => match delivery.complete(&plugin, outputs).await {
+                        Ok(()) => {
+                            slot.counters.handled();
+                            finish(&span, attempt, "ok", started);
+                            return;
+                        }
+                        Err(err) => Failure::new(
+                            FailureKind::Transient,
+                            format!("cannot publish outputs: {err}"),
+                        ),
+                    },
+                    Err(failure) => failure,
+                }
+            }
         };
         match decide(failure.kind, attempt, plugin.settings.max_attempts) {
             Decision::Retry => {

@@ -73,6 +73,7 @@ pub(crate) mod shard;
 pub mod signals;
 pub(crate) mod slot;
 pub mod status;
+pub(crate) mod striped_metrics;
 pub(crate) mod subject;
 pub mod trace_context;
 pub(crate) mod watcher;

@@ -14,7 +14,9 @@
 //!
 //! A plugin's handles ([`Counters`]) are made once, when it first loads, and
 //! kept across reloads: counting a message is an atomic add on a handle, with
-//! no label lookup on the hot path.
+//! no label lookup on the hot path. The duration histogram and the in-flight
+//! gauge, touched by every message on every shard, are striped per thread
+//! (`striped_metrics.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -24,10 +26,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::outcome::DeadLetterKind;
+use crate::striped_metrics::{DurationHistogram, StripedGauge};
 
 /// The label of `messaging_system`, as OpenTelemetry names NATS.
 const MESSAGING_SYSTEM: &str = "nats";
@@ -79,16 +81,16 @@ struct ConsumerLabels {
     consumer: String,
 }
 
-fn duration_histogram() -> Histogram {
-    Histogram::new(DURATION_BUCKETS)
+fn duration_histogram() -> DurationHistogram {
+    DurationHistogram::new(&DURATION_BUCKETS)
 }
 
 /// Every metric family, registered once.
 struct Families {
     messages: Family<OutcomeLabels, Counter>,
     retries: Family<PluginLabel, Counter>,
-    duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
-    in_flight: Family<PluginLabel, Gauge>,
+    duration: Family<DurationLabels, DurationHistogram, fn() -> DurationHistogram>,
+    in_flight: Family<PluginLabel, StripedGauge>,
     reloads: Family<ReloadLabels, Counter>,
     info: Family<InfoLabels, Gauge>,
     connections: Family<ConnectionLabel, Gauge>,
@@ -128,8 +130,8 @@ pub struct Counters {
     retried: Counter,
     /// In the order of [`DeadLetterKind::ALL`].
     dead_lettered: Vec<Counter>,
-    duration: Histogram,
-    in_flight: Gauge,
+    duration: DurationHistogram,
+    in_flight: StripedGauge,
 }
 
 impl std::fmt::Debug for Counters {
@@ -163,7 +165,7 @@ impl Counters {
 
     /// Records how long one handler call took.
     pub fn call_took(&self, took: Duration) {
-        self.duration.observe(took.as_secs_f64());
+        self.duration.observe(took);
     }
 
     /// Counts a message as in flight until the guard is dropped.
@@ -214,7 +216,7 @@ fn kind_index(kind: DeadLetterKind) -> usize {
 }
 
 /// A message in flight; counted out when dropped, however its handling ends.
-pub struct InFlight(Gauge);
+pub struct InFlight(StripedGauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
