@@ -341,7 +341,6 @@ pub async fn report_kept(client: &Client, plugin: &str, stream: &str, durable: &
                 stream,
                 durable,
                 consumers = ?names,
-                command = %command,
                 "the removed plugin's durable consumers are kept on the server, as other hosts may still serve it; once none does, `{command}` deletes them"
             );
         }

@@ -340,10 +340,22 @@ async fn a_removed_plugin_keeps_its_consumers_and_the_host_says_how_to_delete_th
         .name
         .clone();
     let both: BTreeSet<String> = [a.clone(), b.clone()].into();
-    // A reload is no removal.
-    dir.write_manifest("echo", &manifest(&["in.a", "in.b"], "max_attempts = 4"));
+    // A reload is no removal, not even one that takes the plugin off
+    // JetStream (its serve task drains and a new one starts) and back.
+    dir.write_manifest(
+        "echo",
+        "subjects = [\"in.a\", \"in.b\"]\n[limits]\nconcurrency = 4\n",
+    );
     host.wait_for_log("plugin reloaded", Some("echo"), WAIT)
         .await;
+    dir.write_manifest("echo", &manifest(&["in.a", "in.b"], "max_attempts = 4"));
+    host.wait_for_log_count("plugin reloaded", Some("echo"), 2, WAIT)
+        .await;
+    assert_eq!(
+        names(&consumers_of(&js, "IN").await),
+        both,
+        "the same consumers again"
+    );
 
     dir.remove("echo");
     host.wait_for_log("plugin removed", Some("echo"), WAIT)
