@@ -98,8 +98,19 @@ pub fn description(durable: &str, subject: &str) -> String {
     format!("{} {subject}", owner_mark(durable))
 }
 
-fn owner_mark(durable: &str) -> String {
-    format!("evhost {durable}:")
+/// What every description the host gives starts with.
+const MARK: &str = "evhost ";
+
+/// The start of the description of every consumer of `durable`.
+pub(crate) fn owner_mark(durable: &str) -> String {
+    format!("{MARK}{durable}:")
+}
+
+/// The durable a consumer's `description` marks it as made for (see
+/// [`description`]), when it carries the host's mark.
+pub(crate) fn marked_durable(description: &str) -> Option<&str> {
+    let (durable, _subject) = description.strip_prefix(MARK)?.split_once(':')?;
+    (!durable.is_empty() && !durable.contains(char::is_whitespace)).then_some(durable)
 }
 
 /// A consumer as the server lists it.
@@ -386,6 +397,23 @@ mod tests {
         let p = plan("d", &subjects(&["a"]), &on_server);
         assert_eq!(p.bind, vec![("a".into(), consumer_name("d", "a"), true)]);
         assert_eq!(p.remove, vec![consumer_name("d", "b")]);
+    }
+
+    #[test]
+    fn the_description_names_the_durable() {
+        let d = description("evhost-audit", "orders.>");
+        assert!(d.starts_with(&owner_mark("evhost-audit")));
+        assert_eq!(marked_durable(&d), Some("evhost-audit"));
+        assert_eq!(marked_durable(&description("d", "a")), Some("d"));
+        for other in [
+            "",
+            "evhost",
+            "evhost :a",
+            "audit app: orders",
+            "evhost two words: a",
+        ] {
+            assert_eq!(marked_durable(other), None, "{other:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub(crate) mod backoff;
 pub mod bus;
 pub(crate) mod capabilities;
 pub mod cli_args;
+pub mod consumer_admin;
 pub(crate) mod consumers;
 pub(crate) mod core_delivery;
 pub(crate) mod dead_letter_prefixes;

@@ -1,5 +1,5 @@
 //! The `evhost` command line: `run`, `status`, `dev`, `invoke`, `check`,
-//! `pub`, `dlq`, `build` and `new`.
+//! `pub`, `dlq`, `consumers`, `build` and `new`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use evhost::consumer_admin::{self, Deletion};
 use evhost::dlq;
 use evhost::host::{self, HostOptions};
 use evhost::invoke::{self, Invocation};
@@ -109,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// List or delete the durable consumers evhost made on a stream.
+    Consumers {
+        #[command(subcommand)]
+        action: ConsumersAction,
+    },
     /// Validate a plugin (and its manifest) and print the subjects it serves.
     Check {
         /// The plugin's .wasm file.
@@ -204,6 +210,47 @@ struct DlqArgs {
     /// Stop after this long without a dead letter.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     wait: Duration,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+#[derive(Subcommand)]
+enum ConsumersAction {
+    /// Print the consumers evhost made on a stream (found by their
+    /// description or their name), one a line, with what they hold.
+    List(ConsumersListArgs),
+    /// Delete every consumer evhost made on a stream for a durable; refused
+    /// while any of them has a pull request waiting or a message unacked.
+    Delete(ConsumersDeleteArgs),
+}
+
+#[derive(clap::Args)]
+struct ConsumersListArgs {
+    /// The stream.
+    #[arg(long)]
+    stream: String,
+    /// Only the consumers of this durable (a plugin's `delivery.durable`).
+    #[arg(long)]
+    durable: Option<String>,
+    /// Print them as a JSON array.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+#[derive(clap::Args)]
+struct ConsumersDeleteArgs {
+    /// The stream.
+    #[arg(long)]
+    stream: String,
+    /// The durable whose consumers to delete (a plugin's `delivery.durable`).
+    #[arg(long)]
+    durable: String,
+    /// Delete them even while a host may be serving them (a pull request
+    /// waiting, a message unacked).
+    #[arg(long)]
+    yes: bool,
     #[command(flatten)]
     nats: NatsArgs,
 }
@@ -466,6 +513,7 @@ async fn execute(command: Command, run: Option<HostOptions>) -> anyhow::Result<u
             }
             Ok(0)
         }
+        Command::Consumers { action } => consumers(action).await,
         Command::Check { wasm, manifest } => {
             invoke::check(&wasm, manifest.as_deref()).await?;
             Ok(0)
@@ -495,6 +543,65 @@ async fn execute(command: Command, run: Option<HostOptions>) -> anyhow::Result<u
                 evhost::scaffold::SAMPLE_SUBJECT,
             );
             Ok(0)
+        }
+    }
+}
+
+/// `evhost consumers list` and `evhost consumers delete`.
+async fn consumers(action: ConsumersAction) -> anyhow::Result<u8> {
+    match action {
+        ConsumersAction::List(args) => {
+            let client = evhost::bus::connect(&args.nats.connection()?, "evhost consumers").await?;
+            let listing = consumer_admin::list(&client, &args.stream).await?;
+            let shown = match &args.durable {
+                Some(durable) => listing.of_durable(durable),
+                None => listing.evhost.clone(),
+            };
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&consumer_admin::to_json(&args.stream, &shown))?
+                );
+            } else if shown.is_empty() {
+                println!("no consumers made by evhost");
+            } else {
+                print!("{}", consumer_admin::table(&shown));
+            }
+            let of = match &args.durable {
+                Some(durable) => format!(" of durable {durable}"),
+                None => String::new(),
+            };
+            eprintln!(
+                "{} consumer(s){of} made by evhost on stream {} ({} other consumer(s) not shown)",
+                shown.len(),
+                args.stream,
+                listing.evhost.len() - shown.len() + listing.others
+            );
+            Ok(0)
+        }
+        ConsumersAction::Delete(args) => {
+            let client = evhost::bus::connect(&args.nats.connection()?, "evhost consumers").await?;
+            match consumer_admin::delete(&client, &args.stream, &args.durable, args.yes).await? {
+                Deletion::Refused(in_use) => {
+                    eprintln!("{}", in_use.refusal());
+                    Ok(1)
+                }
+                Deletion::Deleted { deleted, in_use } => {
+                    if let Some(in_use) = in_use {
+                        eprintln!("deleting anyway (--yes): {in_use}");
+                    }
+                    for consumer in &deleted {
+                        println!("deleted consumer {} ({})", consumer.name, consumer.filter);
+                    }
+                    eprintln!(
+                        "deleted {} consumer(s) of durable {} on stream {}",
+                        deleted.len(),
+                        args.durable,
+                        args.stream
+                    );
+                    Ok(0)
+                }
+            }
         }
     }
 }

@@ -458,18 +458,30 @@ impl Registry {
     }
 
     /// Stops `name`'s serve task; logs `plugin removed` once it has drained
-    /// when `removed` (the plugin is gone, not replaced by a new task).
+    /// when `removed` (the plugin is gone, not replaced by a new task), and
+    /// then, for a JetStream plugin, that its durable consumers are kept on
+    /// the server and how to delete them (`consumer_admin.rs`).
     fn retire(&mut self, name: &str, removed: bool) {
         if let Some(entry) = self.plugins.remove(name) {
             self.reserve_prefixes();
             let _ = entry.control.try_send(Control::Stop);
             let name = name.to_string();
+            let kept = if removed {
+                entry.slot.current().settings.jetstream.clone()
+            } else {
+                None
+            };
+            let client = self.client.clone();
             tokio::spawn(async move {
                 let _ = entry.task.await;
                 if removed {
                     tracing::info!(plugin = %name, "plugin removed");
                 } else {
                     tracing::debug!(plugin = %name, "the previous serve task has drained");
+                }
+                if let Some(js) = kept {
+                    crate::consumer_admin::report_kept(&client, &name, &js.stream, &js.durable)
+                        .await;
                 }
             });
         }

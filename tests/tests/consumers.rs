@@ -1,9 +1,11 @@
 //! JetStream consumers follow the manifest across reloads: a subject keeps
 //! its consumer whatever else changes, a new subject starts where `deliver`
 //! says, changed settings reach the server, and a removed subject's consumer
-//! is deleted once its messages are done.
+//! is deleted once its messages are done. A removed plugin's consumers are
+//! kept, and said so; `evhost consumers` lists them and deletes them once no
+//! host serves them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -250,5 +252,402 @@ async fn consumers_bound_deliveries_above_max_attempts() {
         14,
         "updated in place\n{}",
         host.log_report()
+    );
+}
+
+/// The names of `infos`.
+fn names(infos: &[async_nats::jetstream::consumer::Info]) -> BTreeSet<String> {
+    infos.iter().map(|i| i.name.clone()).collect()
+}
+
+/// Whether `line` is the host saying `plugin`'s consumers are kept.
+fn says_consumers_kept(line: &LogLine, plugin: &str) -> bool {
+    line.message().is_some_and(|m| {
+        m.starts_with("the removed plugin's durable consumers are kept on the server")
+    }) && line.field_str("plugin").as_deref() == Some(plugin)
+}
+
+/// `evhost consumers delete --stream IN --durable DURABLE [EXTRA...]`.
+fn delete_consumers(nats: &NatsServer, durable: &str, extra: &[&str]) -> CliOutput {
+    let url = nats.url();
+    let mut args = vec![
+        "consumers",
+        "delete",
+        "--stream",
+        "IN",
+        "--durable",
+        durable,
+        "--nats",
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    let out = evhost(&args, None);
+    out.assert_no_panic();
+    out
+}
+
+/// What the command itself wrote to stderr: its lines, not its log's (the
+/// connection's, which start with a timestamp).
+fn said(out: &CliOutput) -> Vec<&str> {
+    out.stderr_lines()
+        .into_iter()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_none_or(|t| humantime::parse_rfc3339_weak(t).is_err())
+        })
+        .collect()
+}
+
+/// Asserts that `out` is a refusal: exit code 1 and one line saying a host
+/// may still serve the plugin.
+fn assert_refused(out: &CliOutput) {
+    assert_eq!(out.code, Some(1), "{out}");
+    let lines = said(out);
+    assert_eq!(lines.len(), 1, "one line:\n{out}");
+    assert!(
+        lines[0].starts_with("refused:")
+            && lines[0].contains("a host may still be serving the plugin")
+            && lines[0].contains("--yes"),
+        "{out}"
+    );
+    assert!(out.stdout.is_empty(), "{out}");
+}
+
+/// #20, finding 11: removing a JetStream plugin's `.wasm` deletes none of its
+/// durable consumers (other hosts may still serve it, and consumers made
+/// anew for a plugin added back would start at `deliver`, replaying the
+/// stream), but it is no longer silent: once the plugin has drained, the
+/// host logs one line naming them and the command that deletes them (not on
+/// a reload, not at shutdown). `evhost consumers list` shows them; `delete`
+/// refuses while the plugin, added back, is served again, and `--yes`
+/// deletes them anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_plugin_keeps_its_consumers_and_the_host_says_how_to_delete_them() {
+    let (nats, _client, js) = setup().await;
+    let url = nats.url();
+    let dir = PluginDir::new();
+    dir.add_with_manifest("echo", &manifest(&["in.a", "in.b"], ""));
+    let host = Host::start_ready(&dir.path(), &url).await;
+    let a = consumer_of(&js, "IN", "in.a")
+        .await
+        .cached_info()
+        .name
+        .clone();
+    let b = consumer_of(&js, "IN", "in.b")
+        .await
+        .cached_info()
+        .name
+        .clone();
+    let both: BTreeSet<String> = [a.clone(), b.clone()].into();
+    // A reload is no removal, not even one that takes the plugin off
+    // JetStream (its serve task drains and a new one starts) and back.
+    dir.write_manifest(
+        "echo",
+        "subjects = [\"in.a\", \"in.b\"]\n[limits]\nconcurrency = 4\n",
+    );
+    host.wait_for_log("plugin reloaded", Some("echo"), WAIT)
+        .await;
+    dir.write_manifest(
+        "echo",
+        &manifest(&["in.a", "in.b"], "[delivery]\nmax_attempts = 4"),
+    );
+    host.wait_for_log_count("plugin reloaded", Some("echo"), 2, WAIT)
+        .await;
+    assert_eq!(
+        names(&consumers_of(&js, "IN").await),
+        both,
+        "the same consumers again"
+    );
+
+    dir.remove("echo");
+    host.wait_for_log("plugin removed", Some("echo"), WAIT)
+        .await;
+    let kept = host
+        .wait_for("the line saying echo's consumers are kept", WAIT, |l| {
+            says_consumers_kept(l, "echo")
+        })
+        .await;
+    let command = "evhost consumers delete --stream IN --durable evhost-echo";
+    assert_eq!(kept.level(), Some("INFO"), "{}", kept.raw);
+    assert_eq!(
+        kept.field_str("stream").as_deref(),
+        Some("IN"),
+        "{}",
+        kept.raw
+    );
+    assert_eq!(
+        kept.field_str("durable").as_deref(),
+        Some("evhost-echo"),
+        "{}",
+        kept.raw
+    );
+    let listed = kept.field_str("consumers").unwrap_or_default();
+    assert!(
+        listed.contains(&a) && listed.contains(&b),
+        "both consumers named: {}",
+        kept.raw
+    );
+    assert!(
+        kept.message()
+            .is_some_and(|m| m.contains(&format!("`{command}`"))),
+        "the command that deletes them: {}",
+        kept.raw
+    );
+    assert_eq!(
+        names(&consumers_of(&js, "IN").await),
+        both,
+        "kept on the server\n{}",
+        host.log_report()
+    );
+
+    let out = evhost(
+        &["consumers", "list", "--stream", "IN", "--nats", &url],
+        None,
+    );
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "{out}");
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(rows.len(), 3, "a header and a line per consumer:\n{out}");
+    assert!(rows[0].starts_with("CONSUMER"), "{out}");
+    for (name, subject) in [(&a, "in.a"), (&b, "in.b")] {
+        assert!(
+            rows.iter().any(|r| r.starts_with(name.as_str())
+                && r.contains(" evhost-echo ")
+                && r.contains(&format!(" {subject} "))),
+            "{name} on {subject}:\n{out}"
+        );
+    }
+    let out = evhost(
+        &[
+            "consumers",
+            "list",
+            "--stream",
+            "IN",
+            "--durable",
+            "evhost-echo",
+            "--json",
+            "--nats",
+            &url,
+        ],
+        None,
+    );
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "{out}");
+    let json = out.json();
+    let entries = json.as_array().expect("a JSON array");
+    let listed: BTreeSet<String> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(listed, both, "{out}");
+    for entry in entries {
+        assert_eq!(entry["durable"], "evhost-echo", "{out}");
+        assert_eq!(entry["stream"], "IN", "{out}");
+        let subject = if entry["name"] == a.as_str() {
+            "in.a"
+        } else {
+            "in.b"
+        };
+        assert_eq!(entry["filter_subject"], subject, "{out}");
+        for count in ["pending", "ack_pending", "waiting"] {
+            assert!(entry[count].is_u64(), "{count}: {out}");
+        }
+    }
+
+    // Added back: the host serves it again, on the same consumers.
+    dir.add_with_manifest(
+        "echo",
+        &manifest(&["in.a", "in.b"], "[delivery]\nmax_attempts = 4"),
+    );
+    host.wait_for_log_count("plugin loaded", Some("echo"), 2, WAIT)
+        .await;
+    assert_eq!(names(&consumers_of(&js, "IN").await), both);
+    assert_refused(&delete_consumers(&nats, "evhost-echo", &[]));
+    assert_eq!(
+        names(&consumers_of(&js, "IN").await),
+        both,
+        "a refusal deletes nothing"
+    );
+    let forced = delete_consumers(&nats, "evhost-echo", &["--yes"]);
+    assert_eq!(forced.code, Some(0), "{forced}");
+    for name in [&a, &b] {
+        assert!(
+            forced
+                .stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("deleted consumer {name} "))),
+            "{forced}"
+        );
+    }
+    assert!(
+        consumers_of(&js, "IN").await.is_empty(),
+        "--yes deletes them while a host serves them"
+    );
+
+    // A shutdown is no removal either.
+    host.sigterm();
+    host.wait_exit(WAIT).await;
+    assert_eq!(
+        host.find_logs(|l| says_consumers_kept(l, "echo")).len(),
+        1,
+        "{}",
+        host.log_report()
+    );
+}
+
+/// `evhost consumers delete` deletes the consumers evhost made for one
+/// durable only once no host serves them: refused while a second host
+/// serves the plugin (its first host has dropped it), then, that host
+/// stopped, it deletes exactly them, leaving another durable's consumer on
+/// the same stream (still served) and other applications' consumers, one of
+/// them named like evhost's, alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_delete_waits_for_every_host_and_deletes_only_that_durable() {
+    use async_nats::jetstream::consumer::{PullConsumer, pull};
+    let (nats, client, js) = setup().await;
+    let url = nats.url();
+    let first = PluginDir::new();
+    first.add_with_manifest("echo", &manifest(&["in.a", "in.b"], ""));
+    // Another plugin on the same stream: durable evhost-echo2, which starts
+    // like evhost-echo.
+    first.write_manifest("echo2", &manifest(&["in.c"], ""));
+    first.add_as("echo2", &wasm("echo"));
+    let host = Host::start_ready(&first.path(), &url).await;
+    let second = PluginDir::new();
+    second.add_with_manifest("echo", &manifest(&["in.a", "in.b"], ""));
+    let other_host = Host::start_ready(&second.path(), &url).await;
+    let stream = js.get_stream("IN").await.expect("stream IN");
+    for (name, subject, description) in [
+        ("audit", "in.a", "the audit service"),
+        ("evhost-echo-deadbeef", "in.b", "someone else's"),
+    ] {
+        let _: PullConsumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(name.into()),
+                description: Some(description.into()),
+                filter_subject: subject.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("create consumer {name}: {e}"));
+    }
+    let a = consumer_of(&js, "IN", "in.a")
+        .await
+        .cached_info()
+        .name
+        .clone();
+    let b = consumer_of(&js, "IN", "in.b")
+        .await
+        .cached_info()
+        .name
+        .clone();
+    let all = names(&consumers_of(&js, "IN").await);
+    assert_eq!(all.len(), 5, "{all:?}");
+    let survivors: BTreeSet<String> = all
+        .iter()
+        .filter(|n| **n != a && **n != b)
+        .cloned()
+        .collect();
+
+    // `list` shows evhost's consumers, none of the others.
+    let out = evhost(
+        &["consumers", "list", "--stream", "IN", "--nats", &url],
+        None,
+    );
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "{out}");
+    let c = consumer_of(&js, "IN", "in.c")
+        .await
+        .cached_info()
+        .name
+        .clone();
+    let shown: BTreeSet<&str> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(shown, [a.as_str(), b.as_str(), c.as_str()].into(), "{out}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with(c.as_str()) && l.contains(" evhost-echo2 ")),
+        "{out}"
+    );
+    assert!(
+        said(&out)
+            .iter()
+            .any(|l| l.contains("2 other consumer(s) not shown")),
+        "{out}"
+    );
+
+    first.remove("echo");
+    host.wait_for("the line saying echo's consumers are kept", WAIT, |l| {
+        says_consumers_kept(l, "echo")
+    })
+    .await;
+    assert_refused(&delete_consumers(&nats, "evhost-echo", &[]));
+    assert_eq!(
+        names(&consumers_of(&js, "IN").await),
+        all,
+        "a refusal deletes nothing"
+    );
+
+    other_host.sigterm();
+    other_host.wait_exit(WAIT).await;
+    // The server may count the stopped host's pull requests until it has
+    // seen its connection close (at the latest until they expire, 5 s): ask
+    // until the answer is not a refusal.
+    let deadline = std::time::Instant::now() + WAIT;
+    let deleted = loop {
+        let out = delete_consumers(&nats, "evhost-echo", &[]);
+        if out.code != Some(1) || std::time::Instant::now() > deadline {
+            break out;
+        }
+        assert_refused(&out);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(deleted.code, Some(0), "{deleted}");
+    let lines: BTreeSet<&str> = deleted.stdout.lines().collect();
+    let expected: BTreeSet<String> = [(&a, "in.a"), (&b, "in.b")]
+        .iter()
+        .map(|(n, s)| format!("deleted consumer {n} ({s})"))
+        .collect();
+    assert_eq!(
+        lines,
+        expected.iter().map(String::as_str).collect(),
+        "{deleted}"
+    );
+    assert_eq!(
+        names(&consumers_of(&js, "IN").await),
+        survivors,
+        "only evhost-echo's consumers are deleted\n{deleted}"
+    );
+    // echo2 is still served from its consumer.
+    let mut out = subscribe(&client, "test.echo.out").await;
+    store(&js, "in.c", "still-c").await;
+    let mut seen = BTreeMap::new();
+    replies(&mut out, &mut seen, |s| s.contains_key("still-c"), &host).await;
+
+    // Nothing left of the durable: one line, exit 1.
+    let again = delete_consumers(&nats, "evhost-echo", &[]);
+    assert_eq!(again.code, Some(1), "{again}");
+    let lines = said(&again);
+    assert_eq!(lines.len(), 1, "{again}");
+    assert!(
+        lines[0].starts_with("error: stream IN has no consumer of durable evhost-echo"),
+        "{again}"
+    );
+    let missing = evhost(
+        &["consumers", "list", "--stream", "NOPE", "--nats", &url],
+        None,
+    );
+    missing.assert_no_panic();
+    assert_eq!(missing.code, Some(1), "{missing}");
+    let lines = said(&missing);
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("error: cannot find stream NOPE"),
+        "{missing}"
     );
 }
