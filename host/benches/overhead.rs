@@ -15,6 +15,16 @@
 //! compare-and-swap per message, each native and as a plugin (`bench-http`,
 //! `bench-kv`, in `host/benches/plugins/`); `--capabilities` runs only those
 //! and writes nothing.
+//! On core NATS with 128-byte payloads, each round also runs noop and payment
+//! written in Python and in JavaScript (`noop-py`, `noop-js`, `payment-js` in
+//! `host/benches/plugins/`, `plugins/payment-py`), built with componentize-py
+//! and componentize-js (a missing tool fails the run, naming how to install
+//! it) and kept by the digest of their inputs in `target/python-wasm` and
+//! `target/js-wasm`. Then, per language, what a plugin costs to start and to
+//! keep (the "Plugin size and start-up, per language" table): the `.wasm`'s
+//! size, a cold compile, a load from the compiled-code cache, the host's RSS
+//! with the plugin idle, the memory of one more instance, the cost of a fresh
+//! instance per message, and whether the default `[limits]` serve it.
 //!
 //! `cargo bench -p evhost --bench overhead [-- --duration SECS]` prints the
 //! table and writes BENCHMARKS.md; `-- --compare OTHER_EVHOST --rounds N`
@@ -46,7 +56,7 @@ use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
-use evhost_nats_process::{NatsServer, poll, wasm_build};
+use evhost_nats_process::{NatsServer, component_cache, poll, wasm_build};
 use futures::StreamExt;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -86,10 +96,51 @@ fn evhost_bin() -> PathBuf {
     }
 }
 
+/// The longest the benchmark waits for a line of the host's log (`host
+/// ready`): a cold compile of a Python or JavaScript component takes tens of
+/// seconds, minutes on a busy machine. The compile time limit the benchmark's
+/// hosts get ([`COMPILE_TIMEOUT`]) is shorter, so a compile that never ends
+/// fails first, with its reason.
+const LOG_WAIT: Duration = Duration::from_secs(660);
+
+/// The compile time limit of the benchmark's hosts (`EVHOST_COMPILE_TIMEOUT`),
+/// far above the default of 2 min, which a cold compile of a Python
+/// component exceeds when the machine is busy.
+const COMPILE_TIMEOUT: &str = "10m";
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Core,
     JetStream,
+}
+
+/// The language a handler plugin is written in.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Language {
+    Rust,
+    Python,
+    JavaScript,
+}
+
+impl Language {
+    const ALL: [Language; 3] = [Language::Rust, Language::Python, Language::JavaScript];
+
+    /// What the plugin's name has after the handler's (`noop-py`).
+    fn suffix(self) -> &'static str {
+        match self {
+            Language::Rust => "",
+            Language::Python => "-py",
+            Language::JavaScript => "-js",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Language::Rust => "Rust",
+            Language::Python => "Python",
+            Language::JavaScript => "JavaScript",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -101,25 +152,73 @@ enum Case {
     /// separates the reply's extra hop through nats-server from the host.
     Echo,
     Native,
-    Noop,
+    /// `noop` (`noop-py`, `noop-js`): does nothing, answers a reply subject.
+    Noop(Language),
     /// `noop` with `isolation = "message"`: a fresh instance per message.
     NoopFresh,
-    Payment,
+    /// `payment` (`payment-py`, `payment-js`): the order flow's payment.
+    Payment(Language),
 }
 
 impl Case {
     fn named(name: &str) -> anyhow::Result<Case> {
+        let language = |suffix: &str| {
+            Language::ALL
+                .into_iter()
+                .find(|l| l.suffix() == suffix)
+                .with_context(|| format!("unknown language suffix {suffix:?}: -py or -js"))
+        };
         Ok(match name {
             "bare" => Case::Bare,
             "echo" => Case::Echo,
             "native" => Case::Native,
-            "noop" => Case::Noop,
             "fresh" => Case::NoopFresh,
-            "payment" => Case::Payment,
-            other => bail!("unknown case {other:?}: bare, echo, native, noop, fresh or payment"),
+            other => match other.split_once('-').unwrap_or((other, "")) {
+                ("noop", "") => Case::Noop(Language::Rust),
+                ("payment", "") => Case::Payment(Language::Rust),
+                ("noop", l) => Case::Noop(language(&format!("-{l}"))?),
+                ("payment", l) => Case::Payment(language(&format!("-{l}"))?),
+                _ => bail!(
+                    "unknown case {other:?}: bare, echo, native, noop, fresh, payment, \
+                     noop-py, noop-js, payment-py or payment-js"
+                ),
+            },
         })
     }
+
+    /// What the table calls the case.
+    fn label(self) -> String {
+        match self {
+            Case::Bare => "(a) bare client".into(),
+            Case::Echo => "(a″) bare client answering (the reply hop alone)".into(),
+            Case::Native => "(b) native handler".into(),
+            Case::Noop(Language::Rust) => "(c) evhost noop".into(),
+            Case::NoopFresh => "(c') evhost noop, isolation = message".into(),
+            Case::Payment(Language::Rust) => "(d) evhost payment".into(),
+            Case::Noop(l) => format!("(c{0}) evhost noop{0}, {1}", l.suffix(), l.name()),
+            Case::Payment(l) => format!("(d{0}) evhost payment{0}, {1}", l.suffix(), l.name()),
+        }
+    }
+
+    /// The plugin evhost runs for this case (`noop-py.wasm`), if any.
+    fn plugin(self) -> Option<String> {
+        match self {
+            Case::Noop(l) => Some(format!("noop{}", l.suffix())),
+            Case::NoopFresh => Some("noop".into()),
+            Case::Payment(l) => Some(format!("payment{}", l.suffix())),
+            Case::Bare | Case::Echo | Case::Native => None,
+        }
+    }
 }
+
+/// The Python and JavaScript cases, run on core NATS with 128-byte payloads
+/// in every round, after the Rust ones.
+const LANGUAGE_CASES: [Case; 4] = [
+    Case::Noop(Language::Python),
+    Case::Noop(Language::JavaScript),
+    Case::Payment(Language::Python),
+    Case::Payment(Language::JavaScript),
+];
 
 #[derive(Clone)]
 struct Row {
@@ -276,8 +375,10 @@ impl Bench {
     fn subjects(case: Case) -> (&'static str, &'static str) {
         match case {
             Case::Bare => ("bench.bare", "bench.bare"),
-            Case::Native | Case::Payment => ("orders.order.created", "payments.payment.completed"),
-            Case::Echo | Case::Noop | Case::NoopFresh => ("bench.noop", "bench.done"),
+            Case::Native | Case::Payment(_) => {
+                ("orders.order.created", "payments.payment.completed")
+            }
+            Case::Echo | Case::Noop(_) | Case::NoopFresh => ("bench.noop", "bench.done"),
         }
     }
 
@@ -291,8 +392,10 @@ impl Bench {
         latency_rate: Option<f64>,
     ) -> anyhow::Result<Row> {
         let payload = match case {
-            Case::Native | Case::Payment => order_payload(size),
-            Case::Bare | Case::Echo | Case::Noop | Case::NoopFresh => Bytes::from(vec![b'x'; size]),
+            Case::Native | Case::Payment(_) => order_payload(size),
+            Case::Bare | Case::Echo | Case::Noop(_) | Case::NoopFresh => {
+                Bytes::from(vec![b'x'; size])
+            }
         };
         let (input, output) = Self::subjects(case);
         let client = async_nats::connect(&self.url).await?;
@@ -395,16 +498,12 @@ impl Bench {
                     }
                 }
             }
-            Case::Noop | Case::NoopFresh | Case::Payment => {
+            Case::Noop(_) | Case::NoopFresh | Case::Payment(_) => {
                 tasks.push(
                     self.count_outputs(output, completed.clone(), latencies.clone())
                         .await?,
                 );
-                let name = if case == Case::Payment {
-                    "payment"
-                } else {
-                    "noop"
-                };
+                let name = case.plugin().expect("an evhost case has a plugin");
                 let mut manifest = "[limits]\nconcurrency = 256\n".to_string();
                 if case == Case::NoopFresh {
                     manifest.push_str("isolation = \"message\"\n");
@@ -415,7 +514,7 @@ impl Bench {
                 host = Some(HostProcess::start(
                     &self.url,
                     &self.plugins,
-                    &[name],
+                    &[&name],
                     &manifest,
                     None,
                 )?);
@@ -425,7 +524,7 @@ impl Bench {
         // host's own metrics, so it publishes nothing the bare client does not.
         let noop_metrics = host
             .as_ref()
-            .filter(|_| mode == Mode::Core && matches!(case, Case::Noop | Case::NoopFresh))
+            .filter(|_| mode == Mode::Core && matches!(case, Case::Noop(_) | Case::NoopFresh))
             .map(|h| h.metrics);
         let progress = {
             let completed = completed.clone();
@@ -510,7 +609,7 @@ impl Bench {
         // answer to time: on core NATS its latency rate is half of what it
         // sustains while replying, measured here the same way, unless a rate
         // was given (echo's closed loop above already answers).
-        let reply = (matches!(case, Case::Echo | Case::Noop | Case::NoopFresh)
+        let reply = (matches!(case, Case::Echo | Case::Noop(_) | Case::NoopFresh)
             && mode == Mode::Core)
             .then_some("bench.done");
         let measure_replying = reply.is_some() && case != Case::Echo && latency_rate.is_none();
@@ -570,7 +669,14 @@ impl Bench {
                     anyhow::Ok((percentiles, idle))
                 }
             };
-            let (light, _) = sample(LIGHT_RATE).await?;
+            // The light rate is light only for a case that sustains at least
+            // twice as much (not so for a handler in Python or JavaScript
+            // doing the payment's work): else it is left out.
+            let light = if latency_rate >= LIGHT_RATE {
+                sample(LIGHT_RATE).await?.0
+            } else {
+                None
+            };
             let cpu_before = host.as_ref().map(HostProcess::cpu_time);
             let (half, idle) = sample(latency_rate).await?;
             paced_idle = idle;
@@ -630,11 +736,11 @@ fn latency(epoch: Instant, msg: &async_nats::Message) -> Option<Duration> {
     Some(epoch.elapsed().saturating_sub(Duration::from_nanos(sent)))
 }
 
-/// Messages the host at `addr` has handled (`outcome="ok"`), from `/metrics`.
-async fn handled(addr: std::net::SocketAddr) -> u64 {
+/// The text of the host's `/metrics` at `addr`; empty when it cannot be read.
+async fn scrape(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return 0;
+        return String::new();
     };
     let mut text = String::new();
     if stream
@@ -643,12 +749,32 @@ async fn handled(addr: std::net::SocketAddr) -> u64 {
         .is_err()
         || stream.read_to_string(&mut text).await.is_err()
     {
-        return 0;
+        return String::new();
     }
+    text
+}
+
+/// The sum of the samples in `text` (`/metrics`) of the metric `name` whose
+/// labels contain `label` (any, when empty).
+fn metric_sum(text: &str, name: &str, label: &str) -> u64 {
     text.lines()
-        .filter(|l| l.starts_with("evhost_messages_total{") && l.contains("outcome=\"ok\""))
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// Messages the host at `addr` has handled (`outcome="ok"`), from `/metrics`.
+async fn handled(addr: std::net::SocketAddr) -> u64 {
+    metric_sum(
+        &scrape(addr).await,
+        "evhost_messages_total",
+        "outcome=\"ok\"",
+    )
+}
+
+/// Messages the host at `addr` has taken and not yet finished, from `/metrics`.
+async fn in_flight(addr: std::net::SocketAddr) -> u64 {
+    metric_sum(&scrape(addr).await, "evhost_messages_in_flight", "")
 }
 
 /// Publishes `payload` to `input` for `run`, keeping at most [`WINDOW`]
@@ -730,6 +856,8 @@ async fn publish(
 /// An `evhost run` child with its log lines.
 struct HostProcess {
     child: Child,
+    /// The plugin folder [`HostProcess::start`] made, removed with it.
+    _dir: Option<tempfile::TempDir>,
     /// Where the host serves `/metrics`.
     metrics: std::net::SocketAddr,
     lines: std::sync::mpsc::Receiver<String>,
@@ -747,15 +875,16 @@ impl HostProcess {
         manifest: &str,
         cache_home: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?.keep();
+        let dir = tempfile::tempdir()?;
         for name in names {
-            std::fs::copy(
-                plugins.join(format!("{name}.wasm")),
-                dir.join(format!("{name}.wasm")),
-            )?;
-            std::fs::write(dir.join(format!("{name}.toml")), manifest)?;
+            let wasm = plugins.join(format!("{name}.wasm"));
+            std::fs::copy(&wasm, dir.path().join(format!("{name}.wasm")))
+                .with_context(|| format!("copy {}", wasm.display()))?;
+            std::fs::write(dir.path().join(format!("{name}.toml")), manifest)?;
         }
-        Self::start_dir(url, &dir, cache_home)
+        let mut host = Self::start_dir(url, dir.path(), cache_home)?;
+        host._dir = Some(dir);
+        Ok(host)
     }
 
     fn start_dir(url: &str, dir: &Path, cache_home: Option<&Path>) -> anyhow::Result<Self> {
@@ -771,6 +900,7 @@ impl HostProcess {
                 std::env::var("EVHOST_PROFILER").unwrap_or_default(),
             )
             .env_remove("RUST_BACKTRACE")
+            .env("EVHOST_COMPILE_TIMEOUT", COMPILE_TIMEOUT)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         // `EVHOST_BENCH_WORKERS=N` runs the host's main runtime (JetStream
@@ -793,18 +923,36 @@ impl HostProcess {
         });
         let mut host = HostProcess {
             child,
+            _dir: None,
             metrics,
             lines,
             seen: Vec::new(),
         };
         host.wait_for("host ready")?;
+        host.check_none_rejected()?;
         Ok(host)
+    }
+
+    /// Fails, quoting the host's reason, when a plugin was rejected at load
+    /// (it would then handle nothing, and its rows measure nothing).
+    fn check_none_rejected(&self) -> anyhow::Result<()> {
+        for line in &self.seen {
+            let json: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            if json["fields"]["message"] == "plugin rejected" {
+                bail!(
+                    "evhost rejected the plugin {}: {}",
+                    json["fields"]["plugin"],
+                    json["fields"]["error"]
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Waits for a log line whose message is `message`; returns it as JSON.
     fn wait_for(&mut self, message: &str) -> anyhow::Result<serde_json::Value> {
         use std::sync::mpsc::TryRecvError;
-        let found = poll::blocking(Duration::from_secs(60), Duration::from_millis(10), || {
+        let found = poll::blocking(LOG_WAIT, Duration::from_millis(10), || {
             loop {
                 match self.lines.try_recv() {
                     Ok(line) => {
@@ -824,6 +972,27 @@ impl HostProcess {
         found
             .flatten()
             .with_context(|| format!("evhost never logged {message:?}:\n{}", self.seen.join("\n")))
+    }
+
+    /// The `plugin loaded` line the host logged at start, as JSON.
+    fn loaded(&self) -> anyhow::Result<serde_json::Value> {
+        self.seen
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_default())
+            .find(|json| json["fields"]["message"] == "plugin loaded")
+            .with_context(|| {
+                format!(
+                    "evhost never logged \"plugin loaded\":\n{}",
+                    self.seen.join("\n")
+                )
+            })
+    }
+
+    /// Moves the log lines the host has written so far into `seen`.
+    fn read_log(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
     }
 
     fn rss_kib(&self) -> u64 {
@@ -1281,17 +1450,240 @@ fn capability_notes() -> String {
     )
 }
 
-/// Builds the plugins the benchmark runs, in a target directory of its own
-/// (the nested build the end-to-end tests' build script runs too).
+/// Builds the plugins the benchmark runs and gathers them, as `NAME.wasm`,
+/// in `target/bench-wasm/plugins`: the Rust ones in a target directory of
+/// their own (the nested build the end-to-end tests' build script runs too),
+/// the Python and JavaScript ones with their own tools ([`build_components`]).
 fn build_plugins() -> anyhow::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     wasm_build::check_target_installed()?;
-    Ok(wasm_build::build(
+    let rust = wasm_build::build(
         root,
         &root.join("target/bench-wasm"),
-        &["noop", "payment", "bench-http", "bench-kv"],
+        &["noop", "payment", "bench-http", "bench-kv", "bench-spin"],
         &[],
-    )?)
+    )?;
+    let components = build_components(root)?;
+    let dir = root.join("target/bench-wasm/plugins");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let rust_plugins = ["noop", "payment", "bench_http", "bench_kv", "bench_spin"]
+        .map(|name| (name.to_string(), rust.join(format!("{name}.wasm"))));
+    for (name, built) in rust_plugins.into_iter().chain(components) {
+        let to = dir.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &to)
+            .with_context(|| format!("copy {} to {}", built.display(), to.display()))?;
+    }
+    Ok(dir)
+}
+
+/// A plugin of the language rows built by a tool other than cargo, from a
+/// folder of the workspace.
+struct ComponentBuild {
+    /// The plugin's name: the `.wasm` is `NAME.wasm`.
+    name: &'static str,
+    language: Language,
+    /// Its folder, relative to the workspace: `app.py` (the module `app`)
+    /// or `app.js` (the entry module) is in it.
+    folder: &'static str,
+}
+
+/// The Python and JavaScript plugins: noop and payment, and the spinners
+/// that hold messages in flight for the per-instance memory.
+const COMPONENT_BUILDS: &[ComponentBuild] = &[
+    ComponentBuild {
+        name: "noop-py",
+        language: Language::Python,
+        folder: "host/benches/plugins/noop-py",
+    },
+    ComponentBuild {
+        name: "payment-py",
+        language: Language::Python,
+        folder: "plugins/payment-py",
+    },
+    ComponentBuild {
+        name: "spin-py",
+        language: Language::Python,
+        folder: "host/benches/plugins/spin-py",
+    },
+    ComponentBuild {
+        name: "noop-js",
+        language: Language::JavaScript,
+        folder: "host/benches/plugins/noop-js",
+    },
+    ComponentBuild {
+        name: "payment-js",
+        language: Language::JavaScript,
+        folder: "host/benches/plugins/payment-js",
+    },
+    ComponentBuild {
+        name: "spin-js",
+        language: Language::JavaScript,
+        folder: "host/benches/plugins/spin-js",
+    },
+];
+
+/// How to get componentize-py, for error messages.
+const INSTALL_PY: &str = "install it with `pip install -r python-sdk/requirements-build.txt` \
+     (componentize-py==0.25.1)";
+
+/// How to get componentize-js, for error messages.
+const INSTALL_JS: &str = "install it with `npm ci --prefix js-sdk` from the repository's root \
+     (@bytecodealliance/componentize-js 0.23.0, pinned in js-sdk/package-lock.json; \
+     Node.js 20 and npm must be on PATH: Debian/Ubuntu `apt-get install nodejs npm`)";
+
+/// componentize-js's command-line entry, under the SDK's `node_modules`.
+const COMPONENTIZE_JS_CLI: &str =
+    "js-sdk/node_modules/@bytecodealliance/componentize-js/src/cli.js";
+
+/// Builds [`COMPONENT_BUILDS`] (each unless a build of the same inputs is
+/// kept), in parallel, with the commands the end-to-end tests use
+/// (`tests/src/python.rs`, `tests/src/javascript.rs`); returns each one's
+/// name and path. A missing or different tool fails, naming how to install
+/// it.
+fn build_components(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    check_componentize_py()?;
+    check_componentize_js(root)?;
+    std::thread::scope(|scope| {
+        let builds: Vec<_> = COMPONENT_BUILDS
+            .iter()
+            .map(|b| scope.spawn(move || build_component(root, b)))
+            .collect();
+        builds
+            .into_iter()
+            .map(|b| b.join().expect("a build thread"))
+            .collect()
+    })
+}
+
+/// Builds `b` unless a build of the same inputs is kept; returns its name
+/// and path.
+fn build_component(root: &Path, b: &ComponentBuild) -> anyhow::Result<(String, PathBuf)> {
+    let built = match b.language {
+        Language::Python => build_python(root, b),
+        Language::JavaScript => build_javascript(root, b),
+        Language::Rust => unreachable!("Rust plugins are built with cargo"),
+    }
+    .with_context(|| format!("build the benchmark plugin {}", b.name))?;
+    Ok((b.name.to_string(), built))
+}
+
+/// `componentize-py -d wit -w handler componentize -p python-sdk/src -p
+/// FOLDER app -o NAME.wasm`, in FOLDER, kept in `target/python-wasm/<digest>`
+/// (the digest as the tests compute it: they share `payment-py`).
+fn build_python(root: &Path, b: &ComponentBuild) -> Result<PathBuf, component_cache::Error> {
+    let version = evhost::plugin_build::COMPONENTIZE_PY_VERSION;
+    let digest = component_cache::digest(
+        root,
+        &[version, b.name],
+        &["python-sdk/src", b.folder, "wit"],
+        &["__pycache__"],
+    )?;
+    component_cache::cached(root, "python-wasm", &digest, b.name, |out| {
+        let app = root.join(b.folder);
+        let mut cmd = Command::new("componentize-py");
+        cmd.current_dir(&app)
+            .arg("-d")
+            .arg(root.join("wit"))
+            .args(["-w", "handler", "componentize", "-p"])
+            .arg(root.join("python-sdk/src"))
+            .arg("-p")
+            .arg(&app)
+            .args(["app", "-o"])
+            .arg(out);
+        component_cache::run_build(cmd, b.name, "componentize-py", INSTALL_PY)
+    })
+}
+
+/// `node COMPONENTIZE_JS_CLI FOLDER/app.js -w wit -n handler -d http -d
+/// fetch-event -o NAME.wasm`, from the workspace's root (which
+/// componentize-js maps into the build: the plugins import the SDK by its
+/// path), kept in `target/js-wasm/<digest>`.
+fn build_javascript(root: &Path, b: &ComponentBuild) -> Result<PathBuf, component_cache::Error> {
+    let version = evhost::plugin_build::COMPONENTIZE_JS_VERSION;
+    let entry = format!("{}/app.js", b.folder);
+    let digest = component_cache::digest(
+        root,
+        &[version, b.name, &entry],
+        &["js-sdk/src", b.folder, "wit"],
+        &["node_modules"],
+    )?;
+    component_cache::cached(root, "js-wasm", &digest, b.name, |out| {
+        let mut cmd = Command::new("node");
+        cmd.current_dir(root)
+            .arg(COMPONENTIZE_JS_CLI)
+            .arg(&entry)
+            .args([
+                "-w",
+                "wit",
+                "-n",
+                "handler",
+                "-d",
+                "http",
+                "-d",
+                "fetch-event",
+            ])
+            .arg("-o")
+            .arg(out);
+        component_cache::run_build(cmd, b.name, "componentize-js", INSTALL_JS)
+    })
+}
+
+/// Fails unless `componentize-py --version` is the release the SDK is built
+/// with.
+fn check_componentize_py() -> anyhow::Result<()> {
+    let wanted = evhost::plugin_build::COMPONENTIZE_PY_VERSION;
+    let output = Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .with_context(|| {
+            format!("componentize-py is needed to build the Python benchmark plugins: {INSTALL_PY}")
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text.split_whitespace().last().unwrap_or_default();
+    if !output.status.success() || version != wanted {
+        bail!(
+            "componentize-py {wanted} builds the Python benchmark plugins, and `componentize-py \
+             --version` says {:?} ({}): {INSTALL_PY}",
+            text.trim(),
+            output.status
+        );
+    }
+    Ok(())
+}
+
+/// Fails unless Node.js runs and the componentize-js under
+/// `js-sdk/node_modules` is the release the SDK is built with.
+fn check_componentize_js(root: &Path) -> anyhow::Result<()> {
+    let wanted = evhost::plugin_build::COMPONENTIZE_JS_VERSION;
+    let node = Command::new("node").arg("--version").output();
+    if !node.as_ref().is_ok_and(|o| o.status.success()) {
+        bail!(
+            "Node.js (`node`) is needed to build the JavaScript benchmark plugins ({}); \
+             then componentize-js: {INSTALL_JS}",
+            match node {
+                Ok(o) => format!("`node --version` failed: {}", o.status),
+                Err(e) => e.to_string(),
+            }
+        );
+    }
+    let manifest = root.join("js-sdk/node_modules/@bytecodealliance/componentize-js/package.json");
+    let text = std::fs::read_to_string(&manifest).with_context(|| {
+        format!(
+            "componentize-js is needed to build the JavaScript benchmark plugins, and {} \
+             cannot be read: {INSTALL_JS}",
+            manifest.display()
+        )
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON: {INSTALL_JS}", manifest.display()))?;
+    let version = json["version"].as_str().unwrap_or_default();
+    if version != wanted {
+        bail!(
+            "componentize-js {version:?} is installed in js-sdk/node_modules, the JavaScript \
+             benchmark plugins are built with {wanted}: {INSTALL_JS}"
+        );
+    }
+    Ok(())
 }
 
 fn field_ms(json: &serde_json::Value, name: &str) -> f64 {
@@ -1373,6 +1765,347 @@ fn extras(url: &str, plugins: &Path) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// The host's default `[limits] concurrency` (`manifest_resolve.rs`): how
+/// many messages the per-instance measure holds in flight at once.
+const DEFAULT_CONCURRENCY: u64 = 16;
+
+/// Messages sent to a spinner at once: more than [`DEFAULT_CONCURRENCY`],
+/// because the host splits `concurrency` between its lanes (one per core),
+/// each a member of the plugin's queue group, and nats-server hands each
+/// message to one of them at random: with four times as many, every lane
+/// gets its share.
+const HOLD_MESSAGES: u64 = 4 * DEFAULT_CONCURRENCY;
+
+/// The `memory_mb` values tried, smallest first, for the smallest with
+/// which a noop loads and answers [`PROBE_REQUESTS`] requests.
+const MEMORY_PROBES: [u32; 4] = [8, 16, 32, 64];
+
+/// Requests a noop must answer under a `memory_mb` probe.
+const PROBE_REQUESTS: usize = 500;
+
+/// What a plugin in one language costs to start and to keep: one column of
+/// the "Plugin size and start-up, per language" table. Measured with the
+/// language's noop (`noop`, `noop-py`, `noop-js`) and spinner (`bench-spin`,
+/// `spin-py`, `spin-js`) under the default `[limits]` unless said otherwise.
+struct LanguageCost {
+    language: Language,
+    /// The noop's `.wasm`, in bytes.
+    wasm_bytes: u64,
+    /// `compile_ms` of `plugin loaded` with an empty compiled-code cache.
+    cold_compile_ms: f64,
+    /// The same on a restart, the code loaded from that cache.
+    cached_load_ms: f64,
+    /// Linear memories one instance makes (`memories` of `plugin loaded`).
+    memories: u64,
+    /// Host RSS, KiB, with the noop loaded (one warm instance) and idle.
+    idle_rss_kib: u64,
+    /// What holding messages in flight showed.
+    held: Held,
+    /// The noop's closed loop with the default isolation (`reuse`): msgs/s
+    /// and host CPU per message.
+    reuse: (f64, Duration),
+    /// The same with `isolation = "message"`: a fresh instance per message.
+    fresh: (f64, Duration),
+    /// The smallest of [`MEMORY_PROBES`] with which the noop loads and
+    /// answers; `None` when none does.
+    smallest_memory_mb: Option<u32>,
+}
+
+/// The spinner with [`HOLD_MESSAGES`] messages sent at once, `concurrency`
+/// of them computing, each in an instance of its own, until the time limit.
+struct Held {
+    /// Messages in flight at once (at most `concurrency`).
+    in_flight: u64,
+    /// Host RSS, KiB, before the messages and with them in flight.
+    idle_kib: u64,
+    busy_kib: u64,
+    /// Whether the host said it could not make an instance.
+    failed: bool,
+}
+
+impl Held {
+    /// Host RSS growth per instance made for the messages (all but the one
+    /// made at load), in KiB.
+    fn per_instance_kib(&self) -> Option<f64> {
+        let made = self.in_flight.checked_sub(1).filter(|&n| n > 0)?;
+        Some(self.busy_kib.saturating_sub(self.idle_kib) as f64 / made as f64)
+    }
+}
+
+impl Bench {
+    /// [`LanguageCost`] for Rust, Python and JavaScript.
+    async fn language_costs(&self) -> anyhow::Result<Vec<LanguageCost>> {
+        let mut costs = Vec::new();
+        for language in Language::ALL {
+            let cost = self
+                .language_cost(language)
+                .await
+                .with_context(|| format!("measure what a {} plugin costs", language.name()))?;
+            eprint!("{}", language_table(std::slice::from_ref(&cost)));
+            costs.push(cost);
+        }
+        Ok(costs)
+    }
+
+    /// Measures [`LanguageCost`] for `language`, every host of it sharing
+    /// one compiled-code cache, empty at first.
+    async fn language_cost(&self, language: Language) -> anyhow::Result<LanguageCost> {
+        let noop = format!("noop{}", language.suffix());
+        let wasm = self.plugins.join(format!("{noop}.wasm"));
+        let wasm_bytes = std::fs::metadata(&wasm)
+            .with_context(|| format!("read {}", wasm.display()))?
+            .len();
+        let cache = tempfile::tempdir()?;
+        let cold = HostProcess::start(&self.url, &self.plugins, &[&noop], "", Some(cache.path()))?;
+        let loaded = cold.loaded()?;
+        let (cold_compile_ms, memories) = (
+            field_ms(&loaded, "compile_ms"),
+            loaded["fields"]["memories"].as_u64().unwrap_or(0),
+        );
+        drop(cold);
+        // The RSS of a restarted host, which loaded the code from the cache
+        // (a host that compiled keeps some of the compiler's memory).
+        let cached =
+            HostProcess::start(&self.url, &self.plugins, &[&noop], "", Some(cache.path()))?;
+        let cached_load_ms = field_ms(&cached.loaded()?, "compile_ms");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle_rss_kib = cached.rss_kib();
+        drop(cached);
+        let reuse = self.noop_throughput(&noop, "", cache.path()).await?;
+        let fresh = self
+            .noop_throughput(&noop, "[limits]\nisolation = \"message\"\n", cache.path())
+            .await?;
+        let held = self.hold_in_flight(language, cache.path()).await?;
+        let smallest_memory_mb = self.smallest_memory_mb(&noop, cache.path()).await?;
+        Ok(LanguageCost {
+            language,
+            wasm_bytes,
+            cold_compile_ms,
+            cached_load_ms,
+            memories,
+            idle_rss_kib,
+            held,
+            reuse,
+            fresh,
+            smallest_memory_mb,
+        })
+    }
+
+    /// The closed-loop rate of the noop `name` under `manifest` on core NATS
+    /// (128-byte payloads, no reply subject, counted by the host's metrics)
+    /// and the host's CPU time per message.
+    async fn noop_throughput(
+        &self,
+        name: &str,
+        manifest: &str,
+        cache: &Path,
+    ) -> anyhow::Result<(f64, Duration)> {
+        let host = HostProcess::start(&self.url, &self.plugins, &[name], manifest, Some(cache))?;
+        let publisher = async_nats::connect(&self.url).await?;
+        let metrics = host.metrics;
+        let progress = || handled(metrics);
+        let warmup = Duration::from_secs(1);
+        let (cpu_before, done_before) = (host.cpu_time(), progress().await);
+        let (rate, _) = closed_loop(
+            &publisher,
+            "bench.noop",
+            None,
+            &Bytes::from(vec![b'x'; 128]),
+            warmup + self.duration,
+            warmup,
+            &progress,
+        )
+        .await?;
+        let done = progress().await.saturating_sub(done_before).max(1);
+        let cpu =
+            host.cpu_time().saturating_sub(cpu_before) / u32::try_from(done).unwrap_or(u32::MAX);
+        Ok((rate, cpu))
+    }
+
+    /// Sends [`HOLD_MESSAGES`] messages at once to `language`'s spinner
+    /// under the default `[limits]`, and reads the host's RSS before and once
+    /// `concurrency` of them are in flight, each computing in an instance of
+    /// its own (a guest that computes yields its thread at every epoch tick,
+    /// and the next message takes another instance).
+    async fn hold_in_flight(&self, language: Language, cache: &Path) -> anyhow::Result<Held> {
+        let spinner = match language {
+            Language::Rust => "bench_spin",
+            Language::Python => "spin-py",
+            Language::JavaScript => "spin-js",
+        };
+        let mut host = HostProcess::start(&self.url, &self.plugins, &[spinner], "", Some(cache))?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle_kib = host.rss_kib();
+        let client = async_nats::connect(&self.url).await?;
+        for _ in 0..HOLD_MESSAGES {
+            client.publish("bench.spin", Bytes::new()).await?;
+        }
+        client.flush().await?;
+        let metrics = host.metrics;
+        poll::until(
+            Duration::from_secs(3),
+            Duration::from_millis(20),
+            || async { (in_flight(metrics).await >= DEFAULT_CONCURRENCY).then_some(()) },
+        )
+        .await;
+        // Each message's instance made and computing.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let in_flight = in_flight(metrics).await;
+        let busy_kib = host.rss_kib();
+        host.read_log();
+        let failed = host.seen.iter().any(|l| l.contains("cannot instantiate"));
+        Ok(Held {
+            in_flight,
+            idle_kib,
+            busy_kib,
+            failed,
+        })
+    }
+
+    /// The smallest of [`MEMORY_PROBES`] as `memory_mb` with which the noop
+    /// `name` loads and answers [`PROBE_REQUESTS`] requests in turn.
+    async fn smallest_memory_mb(&self, name: &str, cache: &Path) -> anyhow::Result<Option<u32>> {
+        let client = async_nats::connect(&self.url).await?;
+        for mb in MEMORY_PROBES {
+            let manifest = format!("[limits]\nmemory_mb = {mb}\n");
+            let host =
+                match HostProcess::start(&self.url, &self.plugins, &[name], &manifest, Some(cache))
+                {
+                    Ok(host) => host,
+                    Err(e) => {
+                        eprintln!("{name} with memory_mb = {mb}: {e:#}");
+                        continue;
+                    }
+                };
+            let mut answered = 0;
+            for _ in 0..PROBE_REQUESTS {
+                let request = client.request("bench.noop", Bytes::from_static(b"x"));
+                match tokio::time::timeout(Duration::from_secs(5), request).await {
+                    Ok(Ok(_)) => answered += 1,
+                    _ => break,
+                }
+            }
+            drop(host);
+            if answered == PROBE_REQUESTS {
+                return Ok(Some(mb));
+            }
+            eprintln!(
+                "{name} with memory_mb = {mb}: {answered} of {PROBE_REQUESTS} requests answered"
+            );
+        }
+        Ok(None)
+    }
+}
+
+/// The per-language costs as a markdown table, a column per language.
+fn language_table(costs: &[LanguageCost]) -> String {
+    let mut t = String::from("| measure |");
+    for c in costs {
+        t.push_str(&format!(" {} |", c.language.name()));
+    }
+    t.push_str("\n|---|");
+    t.push_str(&"---:|".repeat(costs.len()));
+    t.push('\n');
+    for (measure, value) in LANGUAGE_MEASURES {
+        t.push_str(&format!("| {measure} |"));
+        for c in costs {
+            t.push_str(&format!(" {} |", value(c)));
+        }
+        t.push('\n');
+    }
+    t
+}
+
+/// KiB as MiB, to one place.
+fn mib(kib: f64) -> String {
+    format!("{:.1}", kib / 1024.0)
+}
+
+/// A row of the per-language table: what it shows, and its cell.
+type LanguageMeasure = (&'static str, fn(&LanguageCost) -> String);
+
+/// The rows of the per-language table.
+const LANGUAGE_MEASURES: [LanguageMeasure; 12] = [
+    ("noop `.wasm` (MB)", |c| {
+        format!("{:.2}", c.wasm_bytes as f64 / 1e6)
+    }),
+    ("cold compile, `compile_ms` (s)", |c| {
+        format!("{:.1}", c.cold_compile_ms / 1000.0)
+    }),
+    ("restart, load from the compiled-code cache (ms)", |c| {
+        format!("{:.0}", c.cached_load_ms)
+    }),
+    ("linear memories per instance", |c| c.memories.to_string()),
+    ("host RSS, noop loaded and idle (MiB)", |c| {
+        mib(c.idle_rss_kib as f64)
+    }),
+    (
+        "host RSS per further instance, messages held in flight (MiB)",
+        |c| {
+            c.held
+                .per_instance_kib()
+                .map(|kib| format!("{:.2}", kib / 1024.0))
+                .unwrap_or_else(|| "-".into())
+        },
+    ),
+    (
+        "messages in flight at once under the defaults (`concurrency` 16)",
+        |c| {
+            let failed = if c.held.failed {
+                ", an instance failed"
+            } else {
+                ""
+            };
+            format!("{}{failed}", c.held.in_flight)
+        },
+    ),
+    ("noop msgs/s, reuse (defaults)", |c| {
+        format!("{:.0}", c.reuse.0)
+    }),
+    ("noop msgs/s, isolation = message", |c| {
+        format!("{:.0}", c.fresh.0)
+    }),
+    ("noop host CPU µs/msg, reuse / message", |c| {
+        format!("{} / {}", micros(Some(c.reuse.1)), micros(Some(c.fresh.1)))
+    }),
+    ("a fresh instance: CPU µs/msg, message − reuse", |c| {
+        format!(
+            "{:.1}",
+            (c.fresh.1.as_secs_f64() - c.reuse.1.as_secs_f64()) * 1e6
+        )
+    }),
+    (
+        "smallest `memory_mb` of 8/16/32/64 that serves the noop",
+        |c| {
+            c.smallest_memory_mb
+                .map(|mb| mb.to_string())
+                .unwrap_or_else(|| "none".into())
+        },
+    ),
+];
+
+/// What the per-language table measures, for BENCHMARKS.md and the console.
+fn language_notes() -> String {
+    format!(
+        "Each language's noop (`noop`, `noop-py`, `noop-js`), each host with a compiled-code cache of\n\
+         its own, empty at first, and the default `[limits]` (`memory_mb = 64`, `concurrency =\n\
+         {DEFAULT_CONCURRENCY}`, `isolation = \"reuse\"`) unless said. Cold compile is `compile_ms` of the host's\n\
+         `plugin loaded` line with the empty cache (the engine compiles on every core); a restart loads\n\
+         the code from the cache. The host's RSS idle is that restarted host's, one second after it\n\
+         loaded the noop (one warm instance). The RSS per further instance is the host's RSS with up to\n\
+         `concurrency` messages in flight at once, less its RSS idle, over the instances made for them\n\
+         (all but the one made at load): the language's spinner (`bench-spin`, `spin-py`, `spin-js`: the\n\
+         same runtime and SDK as the noop) computes on each message until the time limit, yielding its\n\
+         thread at every epoch tick, so each message holds an instance of its own; {HOLD_MESSAGES} messages are sent\n\
+         at once, as the host splits `concurrency` between its lanes (one per core, each taking its share\n\
+         of the queue group's messages). It counts what an instance touches (linear memory, stack, store).\n\
+         The noop's rates are closed loops on core NATS, 128-byte payloads, no reply subject; \"a fresh\n\
+         instance\" is the difference in host CPU per message between `isolation = \"message\"` and\n\
+         `reuse`. The `memory_mb` probe loads the noop with each value in turn and sends it {PROBE_REQUESTS} requests\n\
+         one after the other; the smallest with which it loads and answers them all is shown."
+    )
+}
+
 /// For each case (the same position in every round), the round whose rate
 /// is the median (for an even number of rounds, the upper of the middle two).
 fn medians(rounds: Vec<Vec<Row>>) -> Vec<Row> {
@@ -1444,8 +2177,8 @@ fn table(rows: &[Row]) -> String {
     };
     for r in rows {
         let base = match r.case {
-            Case::Echo | Case::Noop | Case::NoopFresh => Some(Case::Bare),
-            Case::Payment => Some(Case::Native),
+            Case::Echo | Case::Noop(_) | Case::NoopFresh => Some(Case::Bare),
+            Case::Payment(_) => Some(Case::Native),
             Case::Bare | Case::Native => None,
         }
         .and_then(|case| {
@@ -1454,18 +2187,33 @@ fn table(rows: &[Row]) -> String {
         });
         // echo's rate is of answers, which the bare client does not make.
         let ratio = base.filter(|_| r.case != Case::Echo).map(|b| {
-            let name = if r.case == Case::Payment {
-                "d/b"
-            } else {
-                "c/a"
+            let name = match r.case {
+                Case::Payment(_) => "d",
+                _ => "c",
             };
-            format!("{name} = {:.2}", r.rate / b.rate)
+            let suffix = match r.case {
+                Case::Noop(l) | Case::Payment(l) => l.suffix(),
+                _ => "",
+            };
+            let base = if matches!(r.case, Case::Payment(_)) {
+                "b"
+            } else {
+                "a"
+            };
+            format!("{name}{suffix}/{base} = {:.2}", r.rate / b.rate)
         });
+        // At half load, only against a baseline sampled at the same rate
+        // (the Python and JavaScript rows have none).
         let added = base.map(|b| {
+            let same_rate = (r.latency_rate - b.latency_rate).abs() < 1.0;
             format!(
                 "{} / {}",
                 added(r.light_latency, b.light_latency),
-                added(r.latency, b.latency)
+                if same_rate {
+                    added(r.latency, b.latency)
+                } else {
+                    "-".into()
+                }
             )
         });
         t.push_str(&format!(
@@ -1476,14 +2224,7 @@ fn table(rows: &[Row]) -> String {
                 "jetstream"
             },
             r.payload,
-            match r.case {
-                Case::Bare => "(a) bare client",
-                Case::Echo => "(a″) bare client answering (the reply hop alone)",
-                Case::Native => "(b) native handler",
-                Case::Noop => "(c) evhost noop",
-                Case::NoopFresh => "(c') evhost noop, isolation = message",
-                Case::Payment => "(d) evhost payment",
-            },
+            r.case.label(),
             r.rate,
             ratio.unwrap_or_default(),
             micros(r.host_cpu),
@@ -1506,6 +2247,9 @@ async fn main() -> anyhow::Result<()> {
     let smoke = args.iter().any(|a| a == "--smoke");
     // `--capabilities`: only the HTTP and key-value rows; writes nothing.
     let capabilities_only = args.iter().any(|a| a == "--capabilities");
+    // `--languages`: only the per-language size and start-up table; writes
+    // nothing.
+    let languages_only = args.iter().any(|a| a == "--languages");
     let duration = args
         .iter()
         .position(|a| a == "--duration")
@@ -1571,6 +2315,11 @@ async fn main() -> anyhow::Result<()> {
         println!("{}\n\n{}", capability_notes(), capability_table(&rows));
         return Ok(());
     }
+    if languages_only {
+        let costs = bench.language_costs().await?;
+        println!("{}\n\n{}", language_notes(), language_table(&costs));
+        return Ok(());
+    }
     let mut rows = Vec::new();
     let mut compared_rows = Vec::new();
     for mode in [Mode::Core, Mode::JetStream] {
@@ -1604,7 +2353,9 @@ async fn main() -> anyhow::Result<()> {
             for round in 0..rounds * if comparing { 2 } else { 1 } {
                 let other_turn = comparing && round % 2 == 1;
                 COMPARE_TURN.store(other_turn, Ordering::Relaxed);
-                let noop = bench.run(mode, Case::Noop, size, None).await?;
+                let noop = bench
+                    .run(mode, Case::Noop(Language::Rust), size, None)
+                    .await?;
                 let bare = bench
                     .run(mode, Case::Bare, size, Some(noop.latency_rate))
                     .await?;
@@ -1619,7 +2370,9 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     None
                 };
-                let payment = bench.run(mode, Case::Payment, size, None).await?;
+                let payment = bench
+                    .run(mode, Case::Payment(Language::Rust), size, None)
+                    .await?;
                 let native = bench
                     .run(mode, Case::Native, size, Some(payment.latency_rate))
                     .await?;
@@ -1628,6 +2381,12 @@ async fn main() -> anyhow::Result<()> {
                 group.extend([native, noop, payment]);
                 if mode == Mode::Core && size == 128 {
                     group.push(bench.run(mode, Case::NoopFresh, size, None).await?);
+                    // The same handlers in Python and JavaScript, in the
+                    // same round as the Rust ones (not when comparing two
+                    // builds of the host: their guests' costs are the same).
+                    for case in LANGUAGE_CASES.into_iter().filter(|_| !comparing) {
+                        group.push(bench.run(mode, case, size, None).await?);
+                    }
                 }
                 if comparing {
                     eprintln!(
@@ -1678,6 +2437,8 @@ async fn main() -> anyhow::Result<()> {
         extra_table.push_str(&format!("| {k} | {v} |\n"));
     }
     println!("{extra_table}");
+    let language_table = language_table(&bench.language_costs().await?);
+    println!("{language_table}");
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -1714,8 +2475,15 @@ async fn main() -> anyhow::Result<()> {
          pull consumer with explicit acks. A message read from a stream carries no reply subject, so on\n\
          JetStream noop has no output to time and its latency cells are empty; (a) there is timed to\n\
          its receipt and payment to its output. evhost runs the plugin with `concurrency = 256`, default\n\
-         isolation (`reuse`).\n\n{table}\n## Capabilities: HTTP and key-value per message\n\n{}\n\n\
-         {capability_table}\n## Load, reload and memory\n\n{extra_table}",
+         isolation (`reuse`).\n\
+         On core NATS with 128-byte payloads, (c-py) and (c-js) are noop, (d-py) and (d-js) payment, written\n\
+         in Python (`noop-py`, `plugins/payment-py`; componentize-py {}, CPython) and JavaScript (`noop-js`,\n\
+         `payment-js`; componentize-js {}, StarlingMonkey), measured in the same rounds as the Rust ones with\n\
+         the same manifest and events, counted the same way (noop by the host's metrics, payment by its\n\
+         `payments.payment.completed` outputs). Their latency at 10 000 msgs/s is left out where that is more\n\
+         than half of what they sustain, and at half load they have no baseline sampled at their rate.\n\n{table}\n## Capabilities: HTTP and key-value per message\n\n{}\n\n\
+         {capability_table}\n## Load, reload and memory\n\n{extra_table}\n\
+         ## Plugin size and start-up, per language\n\n{}\n\n{language_table}",
         mem as f64 / 1024.0 / 1024.0,
         if rounds == 1 {
             "one run".to_string()
@@ -1729,7 +2497,10 @@ async fn main() -> anyhow::Result<()> {
             format!(" --rounds {rounds}")
         },
         duration.as_secs(),
+        evhost::plugin_build::COMPONENTIZE_PY_VERSION,
+        evhost::plugin_build::COMPONENTIZE_JS_VERSION,
         capability_notes(),
+        language_notes(),
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

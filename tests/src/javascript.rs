@@ -123,13 +123,15 @@ fn componentize_js_version(root: &Path) -> Result<String, String> {
 
 /// Builds `b` unless a build of the same inputs is there; returns its path.
 fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
-    let digest = component_cache::digest(
+    use evhost_nats_process::component_cache::{cached, digest, run_build};
+    let digest = digest(
         root,
         &[COMPONENTIZE_JS_VERSION, b.name, b.entry],
         &["js-sdk/src", b.folder, "wit"],
         &["node_modules"],
-    )?;
-    component_cache::cached(root, "js-wasm", &digest, b.name, |out| {
+    )
+    .map_err(|e| e.to_string())?;
+    cached(root, "js-wasm", &digest, b.name, |out| {
         // From the workspace's root, with paths relative to it:
         // componentize-js maps the folder it runs in into the build, and
         // names the modules in stack traces by their path in it
@@ -150,6 +152,7 @@ fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
                 "-o",
             ])
             .arg(out);
-        component_cache::run_build(cmd, b.name, "componentize-js", INSTALL)
+        run_build(cmd, b.name, "componentize-js", INSTALL)
     })
+    .map_err(|e| e.to_string())
 }

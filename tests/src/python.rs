@@ -98,13 +98,15 @@ fn componentize_py_version() -> Result<String, String> {
 fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
     let mut inputs = vec!["python-sdk/src", b.app_dir, "wit"];
     inputs.extend(b.extra_path);
-    let digest = component_cache::digest(
+    use evhost_nats_process::component_cache::{cached, digest, run_build};
+    let digest = digest(
         root,
         &[COMPONENTIZE_PY_VERSION, b.name],
         &inputs,
         &["__pycache__"],
-    )?;
-    component_cache::cached(root, "python-wasm", &digest, b.name, |out| {
+    )
+    .map_err(|e| e.to_string())?;
+    cached(root, "python-wasm", &digest, b.name, |out| {
         let app = root.join(b.app_dir);
         let mut cmd = Command::new("componentize-py");
         cmd.current_dir(&app)
@@ -119,6 +121,7 @@ fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
             cmd.arg("-p").arg(root.join(extra));
         }
         cmd.arg("-p").arg(&app).arg("app").arg("-o").arg(out);
-        component_cache::run_build(cmd, b.name, "componentize-py", INSTALL)
+        run_build(cmd, b.name, "componentize-py", INSTALL)
     })
+    .map_err(|e| e.to_string())
 }

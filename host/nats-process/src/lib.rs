@@ -13,11 +13,15 @@
 //! - [`wasm_build`]: the nested `cargo build --release --target
 //!   wasm32-wasip2` of plugin packages that the tests' build script and the
 //!   benchmark both run.
+//! - [`component_cache`]: components built by componentize-py or
+//!   componentize-js, kept by the digest of their inputs (the benchmark's
+//!   Python and JavaScript plugins).
 //!
 //! Everything returns [`Result`]: `evhost dev` turns an error into one line;
 //! the test harness panics with the error and the server's log.
 
 pub mod binary;
+pub mod component_cache;
 pub mod poll;
 pub mod port;
 pub mod server;
