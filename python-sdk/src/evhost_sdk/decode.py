@@ -11,9 +11,14 @@ fails the decoding too. Every failure is a `DecodeError` naming where.
 """
 
 import dataclasses
+import functools
 import json
+import types
 import typing
 from typing import Any
+
+# `X | Y` unions (Python 3.10 and later).
+_UNION_TYPE = getattr(types, "UnionType", None)
 
 
 class DecodeError(ValueError):
@@ -104,26 +109,37 @@ def _decode_dataclass(value: Any, target: type, path: str) -> Any:
     where = f" at {path}" if path else ""
     if not isinstance(value, dict):
         raise DecodeError(f"expected an object for {target.__name__}{where}, found {_describe(value)}")
-    hints = typing.get_type_hints(target)
     kwargs = {}
-    for field in dataclasses.fields(target):
-        if not field.init:
-            continue
-        if field.name in value:
-            kwargs[field.name] = decode_value(
-                value[field.name], hints.get(field.name, Any), _join(path, field.name)
-            )
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise DecodeError(f"missing field '{field.name}'{where}")
+    for name, hint, required in _fields_of(target):
+        if name in value:
+            kwargs[name] = decode_value(value[name], hint, _join(path, name))
+        elif required:
+            raise DecodeError(f"missing field '{name}'{where}")
     try:
         return target(**kwargs)
     except (ValueError, TypeError) as err:
         raise DecodeError(f"{target.__name__}{where}: {err}") from None
 
 
+@functools.lru_cache(maxsize=None)
+def _fields_of(target: type) -> tuple:
+    """The fields `__init__` takes, each as (name, type, required): worked
+    out once per dataclass (`typing.get_type_hints` is slow, and a handler
+    decodes the same classes for every message)."""
+    hints = typing.get_type_hints(target)
+    return tuple(
+        (
+            field.name,
+            hints.get(field.name, Any),
+            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING,
+        )
+        for field in dataclasses.fields(target)
+        if field.init
+    )
+
+
 def _is_union_type(target: Any) -> bool:
-    union_type = getattr(__import__("types"), "UnionType", None)
-    return union_type is not None and isinstance(target, union_type)
+    return _UNION_TYPE is not None and isinstance(target, _UNION_TYPE)
 
 
 def _join(path: str, key: str) -> str:
