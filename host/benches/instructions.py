@@ -85,12 +85,12 @@ def subscriptions(monitor_port, subject):
                for c in connz.get("connections") or [])
 
 
-def wait_until(check, what, timeout=300):
+def wait_until(check, what, timeout=300, every=0.1):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if check():
             return
-        time.sleep(0.1)
+        time.sleep(every)
     sys.exit(f"timed out waiting for {what}")
 
 
@@ -148,7 +148,8 @@ def count(binary, plugin, wasm_dir, messages):
                 # instructions per message with prometheus-client's encoder).
                 while sent - handled(metrics) > OUTSTANDING:
                     time.sleep(0.5)
-            wait_until(lambda: handled(metrics) >= messages, "every message to be handled")
+            wait_until(lambda: handled(metrics) >= messages, "every message to be handled",
+                       every=0.5)
         done = handled(metrics)
         host.send_signal(signal.SIGTERM)
         host.wait()
