@@ -13,7 +13,6 @@
 //! Which consumers are evhost's, whether a durable's are in use, and how
 //! they are shown are pure functions, tested below.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -198,19 +197,7 @@ pub fn table(consumers: &[Listed]) -> String {
             c.waiting.to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    out
+    crate::text_table::aligned(&rows)
 }
 
 /// `consumers` of `stream` as a JSON array.

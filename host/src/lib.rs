@@ -76,5 +76,6 @@ pub(crate) mod slot;
 pub mod status;
 pub(crate) mod striped_metrics;
 pub(crate) mod subject;
+pub(crate) mod text_table;
 pub mod trace_context;
 pub(crate) mod watcher;

@@ -104,18 +104,7 @@ pub fn table(json: &str) -> anyhow::Result<String> {
             );
         }
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
+    let mut out = crate::text_table::aligned(&rows);
     if !errors.is_empty() {
         out.push('\n');
         out.push_str(&errors);
