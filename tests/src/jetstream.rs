@@ -29,6 +29,19 @@ pub async fn consumer_of(
         .unwrap_or_else(|e| panic!("consumer {}: {e}", info.name))
 }
 
+/// The name of the consumer evhost made on `stream` for `subject`.
+pub async fn consumer_name_of(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> String {
+    consumer_of(js, stream, subject)
+        .await
+        .cached_info()
+        .name
+        .clone()
+}
+
 /// Every consumer of `stream`, as the server lists them.
 pub async fn consumers_of(
     js: &async_nats::jetstream::Context,

@@ -93,11 +93,7 @@ async fn adding_a_subject_replays_nothing_and_starts_where_deliver_says() {
     }
     let mut seen = BTreeMap::new();
     replies(&mut out, &mut seen, |s| s.len() == 5, &host).await;
-    let first = consumer_of(&js, "IN", "in.a")
-        .await
-        .cached_info()
-        .name
-        .clone();
+    let first = consumer_name_of(&js, "IN", "in.a").await;
 
     dir.write_manifest("echo", &manifest(&["in.a", "in.b"], "deliver = \"new\""));
     host.wait_for_log("plugin reloaded", Some("echo"), WAIT)
@@ -329,16 +325,8 @@ async fn a_removed_plugin_keeps_its_consumers_and_the_host_says_how_to_delete_th
     let dir = PluginDir::new();
     dir.add_with_manifest("echo", &manifest(&["in.a", "in.b"], ""));
     let host = Host::start_ready(&dir.path(), &url).await;
-    let a = consumer_of(&js, "IN", "in.a")
-        .await
-        .cached_info()
-        .name
-        .clone();
-    let b = consumer_of(&js, "IN", "in.b")
-        .await
-        .cached_info()
-        .name
-        .clone();
+    let a = consumer_name_of(&js, "IN", "in.a").await;
+    let b = consumer_name_of(&js, "IN", "in.b").await;
     let both: BTreeSet<String> = [a.clone(), b.clone()].into();
     // A reload is no removal, not even one that takes the plugin off
     // JetStream (its serve task drains and a new one starts) and back.
@@ -532,16 +520,8 @@ async fn consumers_delete_waits_for_every_host_and_deletes_only_that_durable() {
             .await
             .unwrap_or_else(|e| panic!("create consumer {name}: {e}"));
     }
-    let a = consumer_of(&js, "IN", "in.a")
-        .await
-        .cached_info()
-        .name
-        .clone();
-    let b = consumer_of(&js, "IN", "in.b")
-        .await
-        .cached_info()
-        .name
-        .clone();
+    let a = consumer_name_of(&js, "IN", "in.a").await;
+    let b = consumer_name_of(&js, "IN", "in.b").await;
     let all = names(&consumers_of(&js, "IN").await);
     assert_eq!(all.len(), 5, "{all:?}");
     let survivors: BTreeSet<String> = all
@@ -557,11 +537,7 @@ async fn consumers_delete_waits_for_every_host_and_deletes_only_that_durable() {
     );
     out.assert_no_panic();
     assert_eq!(out.code, Some(0), "{out}");
-    let c = consumer_of(&js, "IN", "in.c")
-        .await
-        .cached_info()
-        .name
-        .clone();
+    let c = consumer_name_of(&js, "IN", "in.c").await;
     let shown: BTreeSet<&str> = out
         .stdout
         .lines()
