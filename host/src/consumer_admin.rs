@@ -221,6 +221,11 @@ pub fn to_json(stream: &str, consumers: &[Listed]) -> serde_json::Value {
 
 /// The consumers of `stream`, sorted out.
 pub async fn list(client: &Client, stream: &str) -> anyhow::Result<Listing> {
+    // The name goes into a JetStream API subject: nothing but a name.
+    anyhow::ensure!(
+        crate::manifest_resolve::valid_name(stream),
+        "{stream:?} is not a stream name (letters, digits, `-` and `_`)"
+    );
     let js = jetstream::new(client.clone());
     let handle = js
         .get_stream(stream)
@@ -256,6 +261,10 @@ pub async fn delete(
     durable: &str,
     anyway: bool,
 ) -> anyhow::Result<Deletion> {
+    anyhow::ensure!(
+        crate::manifest_resolve::valid_name(durable),
+        "{durable:?} is not a durable name (letters, digits, `-` and `_`)"
+    );
     let mut mine = list(client, stream).await?.of_durable(durable);
     anyhow::ensure!(
         !mine.is_empty(),

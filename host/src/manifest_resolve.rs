@@ -252,7 +252,7 @@ impl Manifest {
 }
 
 /// A stream, consumer or bucket name: letters, digits, `-` and `_`.
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')

@@ -626,4 +626,35 @@ async fn consumers_delete_waits_for_every_host_and_deletes_only_that_durable() {
         lines.len() == 1 && lines[0].starts_with("error: cannot find stream NOPE"),
         "{missing}"
     );
+    // A name that would reach into the JetStream API subject is refused
+    // before anything is asked of the server; every consumer stays.
+    let before = names(&consumers_of(&js, "IN").await);
+    for (stream, durable) in [
+        ("IN.>", "evhost-echo2"),
+        ("IN", "evhost-echo2.*"),
+        ("I N", "x"),
+    ] {
+        let out = evhost(
+            &[
+                "consumers",
+                "delete",
+                "--stream",
+                stream,
+                "--durable",
+                durable,
+                "--yes",
+                "--nats",
+                &url,
+            ],
+            None,
+        );
+        out.assert_no_panic();
+        assert_eq!(out.code, Some(1), "{out}");
+        let lines = said(&out);
+        assert!(
+            lines.len() == 1 && lines[0].contains("is not a"),
+            "{stream} {durable}: {out}"
+        );
+    }
+    assert_eq!(names(&consumers_of(&js, "IN").await), before);
 }
