@@ -14,7 +14,7 @@
 //! per message (to a local server) and of one doing one key-value get and
 //! compare-and-swap per message, each native and as a plugin (`bench-http`,
 //! `bench-kv`, in `host/benches/plugins/`); `--capabilities` runs only those
-//! and writes nothing.
+//! and writes nothing (with `--rounds` and `--compare`, as below).
 //! On core NATS with 128-byte payloads, each round also runs noop and payment
 //! written in Python and in JavaScript (`noop-py`, `noop-js`, `payment-js` in
 //! `host/benches/plugins/`, `plugins/payment-py`), built with componentize-py
@@ -1076,6 +1076,8 @@ impl Capability {
 struct CapabilityRow {
     capability: Capability,
     evhost: bool,
+    /// Measured with the `--compare` binary instead of this build's.
+    other_build: bool,
     rate: f64,
     /// Messages handled (outputs received) over the whole case.
     handled: u64,
@@ -1204,7 +1206,9 @@ impl Bench {
     /// key-value get and compare-and-swap per message, each native (async-nats
     /// and hyper in this process) and through evhost (the `bench-http` and
     /// `bench-kv` plugins). The key-value bucket `bench` is created afresh.
-    async fn capability_rows(&self) -> anyhow::Result<Vec<CapabilityRow>> {
+    /// `rounds` times in a row, each round measuring every case once (with
+    /// `--compare`, the other build's host right after this build's).
+    async fn capability_rows(&self, rounds: usize) -> anyhow::Result<Vec<CapabilityRow>> {
         let server = HttpServer::start().await?;
         let client = async_nats::connect(&self.url).await?;
         let js = jetstream::new(client);
@@ -1213,10 +1217,21 @@ impl Bench {
         let _ = js.delete_stream("KV_bench").await;
         evhost::kv_bucket::open_or_create(&js, "bench", None).await?;
         let mut rows = Vec::new();
-        for capability in [Capability::Http, Capability::Kv] {
-            for evhost in [false, true] {
-                let row = self.capability_row(capability, evhost, &server).await?;
-                rows.push(row);
+        let builds: &[bool] = if COMPARE.get().is_some() {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for _ in 0..rounds {
+            for capability in [Capability::Http, Capability::Kv] {
+                rows.push(self.capability_row(capability, false, &server).await?);
+                for &other_build in builds {
+                    COMPARE_TURN.store(other_build, Ordering::Relaxed);
+                    let mut row = self.capability_row(capability, true, &server).await?;
+                    row.other_build = other_build;
+                    rows.push(row);
+                }
+                COMPARE_TURN.store(false, Ordering::Relaxed);
             }
         }
         let http: u64 = rows
@@ -1328,6 +1343,7 @@ impl Bench {
         Ok(CapabilityRow {
             capability,
             evhost,
+            other_build: false,
             rate,
             handled,
         })
@@ -1397,15 +1413,16 @@ impl Bench {
 }
 
 /// The capability rows as a markdown table, with evhost's rate over the
-/// native handler's on each evhost row.
+/// native handler's of the same round (the last native row before it) on
+/// each evhost row.
 fn capability_table(rows: &[CapabilityRow]) -> String {
     let mut t = String::from(
         "| capability | case | in flight | msgs/s | evhost/native |\n|---|---|---:|---:|---:|\n",
     );
-    for r in rows {
-        let native = rows
+    for (i, r) in rows.iter().enumerate() {
+        let native = rows[..i]
             .iter()
-            .find(|n| n.capability == r.capability && !n.evhost);
+            .rfind(|n| n.capability == r.capability && !n.evhost);
         let ratio = native
             .filter(|_| r.evhost)
             .map(|n| format!("{:.2}", r.rate / n.rate))
@@ -1424,6 +1441,11 @@ fn capability_table(rows: &[CapabilityRow]) -> String {
                 "native: async-nats `kv::Store` entry + update",
             ),
             (Capability::Kv, true) => ("key-value get + CAS per message", "evhost `bench-kv`"),
+        };
+        let case = if r.other_build {
+            format!("{case}, the `--compare` build")
+        } else {
+            case.to_string()
         };
         t.push_str(&format!(
             "| {what} | {case} | {} | {:.0} | {ratio} |\n",
@@ -2246,6 +2268,8 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let smoke = args.iter().any(|a| a == "--smoke");
     // `--capabilities`: only the HTTP and key-value rows; writes nothing.
+    // With `--rounds N`, N rounds in a row; with `--compare OTHER_EVHOST`,
+    // each round measures the other build's host right after this one's.
     let capabilities_only = args.iter().any(|a| a == "--capabilities");
     // `--languages`: only the per-language size and start-up table; writes
     // nothing.
@@ -2311,7 +2335,7 @@ async fn main() -> anyhow::Result<()> {
         epoch: Instant::now(),
     };
     if capabilities_only {
-        let rows = bench.capability_rows().await?;
+        let rows = bench.capability_rows(rounds).await?;
         println!("{}\n\n{}", capability_notes(), capability_table(&rows));
         return Ok(());
     }
@@ -2425,7 +2449,7 @@ async fn main() -> anyhow::Result<()> {
     if only.is_some() {
         return Ok(());
     }
-    let capability_table = capability_table(&bench.capability_rows().await?);
+    let capability_table = capability_table(&bench.capability_rows(1).await?);
     println!("{capability_table}");
     if smoke {
         println!("smoke run: messages flowed in every case");

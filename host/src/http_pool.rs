@@ -9,6 +9,11 @@
 //! A connection goes back to the pool only once its response body has been
 //! read to the end; at most `max_idle` wait per destination, each for at most
 //! [`IDLE`]; the server closing one removes it.
+//!
+//! A connection is driven by a task on the runtime that opened it, so it is
+//! reused only from that runtime's thread (the shard, see `shard.rs`): a
+//! request sent on a connection driven by another thread costs a cross-thread
+//! wake-up each way.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +34,9 @@ pub struct Destination {
     pub host: String,
     /// The port, the scheme's default filled in.
     pub port: u16,
+    /// The shard whose thread drives the connection (`None`: the main
+    /// runtime, where JetStream plugins run).
+    pub shard: Option<usize>,
 }
 
 /// A connection's sending half, as the pool holds it.

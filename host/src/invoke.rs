@@ -113,7 +113,10 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         inv.subject
     );
     let kv = match &inv.nats {
-        Some(nats) => Backend::nats(crate::bus::connect(nats, "evhost invoke").await?),
+        Some(nats) => Backend::nats(
+            crate::bus::connect(nats, "evhost invoke").await?,
+            Vec::new(),
+        ),
         None => Backend::Memory(MemoryBuckets::default()),
     };
     let plugin = load(&inv.wasm, inv.manifest.as_deref(), &inv.config, &kv).await?;

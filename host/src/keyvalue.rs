@@ -8,6 +8,10 @@
 //! is missing, and two plugins that name the same bucket share it. A
 //! compare-and-swap remembers the revision it read and writes only at that
 //! revision, so of two hosts racing on one key exactly one wins.
+//!
+//! A call made on a shard goes over that shard's own connection (whose task
+//! runs on the shard's thread), so a get or a swap is one round trip to
+//! nats-server with no wake-up of another thread on the way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,17 +39,36 @@ pub enum Backend {
     Memory(MemoryBuckets),
 }
 
-/// The JetStream buckets opened so far.
+/// The JetStream buckets opened so far, per connection.
 pub struct NatsBuckets {
+    /// Over the host's own connection: for calls off the shards.
     js: jetstream::Context,
-    open: tokio::sync::Mutex<HashMap<String, Arc<kv::Store>>>,
+    /// Over each shard's connection, by shard index.
+    shards: Vec<jetstream::Context>,
+    /// Open buckets by shard (`None`: the host's connection) and name.
+    open: tokio::sync::Mutex<HashMap<OpenKey, Arc<kv::Store>>>,
+}
+
+/// An open bucket's shard (`None`: the host's connection) and name.
+type OpenKey = (Option<usize>, String);
+
+impl NatsBuckets {
+    /// The connection for a call made on `shard`.
+    fn context(&self, shard: Option<usize>) -> (Option<usize>, &jetstream::Context) {
+        match shard.and_then(|i| Some((i, self.shards.get(i)?))) {
+            Some((i, js)) => (Some(i), js),
+            None => (None, &self.js),
+        }
+    }
 }
 
 impl Backend {
-    /// Buckets on the NATS server behind `client`.
-    pub fn nats(client: async_nats::Client) -> Self {
+    /// Buckets on the NATS server behind `client`, used through
+    /// `shard_clients[i]` by calls made on shard `i`.
+    pub fn nats(client: async_nats::Client, shard_clients: Vec<async_nats::Client>) -> Self {
         Backend::Nats(Arc::new(NatsBuckets {
             js: jetstream::new(client),
+            shards: shard_clients.into_iter().map(jetstream::new).collect(),
             open: Default::default(),
         }))
     }
@@ -54,15 +77,17 @@ impl Backend {
         match self {
             Backend::Memory(m) => Ok(Handle::Memory(m.clone(), name.to_string())),
             Backend::Nats(nats) => {
+                let (shard, js) = nats.context(crate::shard::current());
+                let key = (shard, name.to_string());
                 let mut open = nats.open.lock().await;
-                if let Some(store) = open.get(name) {
+                if let Some(store) = open.get(&key) {
                     return Ok(Handle::Nats(store.clone()));
                 }
-                let store = crate::kv_bucket::open_or_create(&nats.js, name, None)
+                let store = crate::kv_bucket::open_or_create(js, name, None)
                     .await
                     .map_err(|e| Error::Other(crate::errors::one_line(&format!("{e:#}"))))?;
                 let store = Arc::new(store);
-                open.insert(name.to_string(), store.clone());
+                open.insert(key, store.clone());
                 Ok(Handle::Nats(store))
             }
         }

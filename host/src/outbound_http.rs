@@ -208,6 +208,7 @@ async fn send(
         https,
         host: uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string(),
         port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        shard: crate::shard::current(),
     };
     // The request line carries the path only (no proxy here); the Host
     // header is the URL's authority unless the guest set its own.

@@ -98,7 +98,7 @@ impl Registry {
         Registry {
             dir,
             runtime,
-            kv: crate::keyvalue::Backend::nats(client.clone()),
+            kv: crate::keyvalue::Backend::nats(client.clone(), shards.clients().cloned().collect()),
             client,
             shards,
             metrics,
