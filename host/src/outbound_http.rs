@@ -264,7 +264,8 @@ async fn send(
             left: max,
             limit: max,
             between: between_bytes,
-            idle: Box::pin(tokio::time::sleep(between_bytes)),
+            last: tokio::time::Instant::now(),
+            idle: None,
             reuse: Some((policy.pool.clone(), to, sender)),
             _permit: permit,
         }
@@ -317,7 +318,11 @@ struct Bounded {
     left: u64,
     limit: u64,
     between: Duration,
-    idle: Pin<Box<tokio::time::Sleep>>,
+    /// When the last bytes (or the headers) arrived.
+    last: tokio::time::Instant,
+    /// The between-bytes timer, set only once the body has to be waited
+    /// for: a small body that came with the headers needs no timer.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Where the connection goes back, with its sender.
     reuse: Option<(Arc<Pool>, Destination, Sender)>,
     _permit: OwnedSemaphorePermit,
@@ -356,8 +361,12 @@ impl Body for Bounded {
                     return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(limit)))));
                 }
                 self.left -= len;
-                let next = tokio::time::Instant::now() + self.between;
-                self.idle.as_mut().reset(next);
+                let now = tokio::time::Instant::now();
+                let next = now + self.between;
+                self.last = now;
+                if let Some(idle) = self.idle.as_mut() {
+                    idle.as_mut().reset(next);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Error::from(err)))),
@@ -365,10 +374,16 @@ impl Body for Bounded {
                 self.recycle();
                 Poll::Ready(None)
             }
-            Poll::Pending => match self.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = self.last + self.between;
+                let idle = self
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match idle.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
