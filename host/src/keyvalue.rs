@@ -39,26 +39,40 @@ pub enum Backend {
     Memory(MemoryBuckets),
 }
 
-/// The JetStream buckets opened so far, per connection.
+/// The JetStream buckets, on the host's connection and on each shard's.
 pub struct NatsBuckets {
     /// Over the host's own connection: for calls off the shards.
-    js: jetstream::Context,
+    host: Connection,
     /// Over each shard's connection, by shard index.
-    shards: Vec<jetstream::Context>,
-    /// Open buckets by shard (`None`: the host's connection) and name.
-    open: tokio::sync::Mutex<HashMap<OpenKey, Arc<kv::Store>>>,
+    shards: Vec<Connection>,
 }
 
-/// An open bucket's shard (`None`: the host's connection) and name.
-type OpenKey = (Option<usize>, String);
+/// One connection's JetStream context and the buckets opened on it so far.
+struct Connection {
+    js: jetstream::Context,
+    open: tokio::sync::Mutex<HashMap<String, Arc<kv::Store>>>,
+}
 
-impl NatsBuckets {
-    /// The connection for a call made on `shard`.
-    fn context(&self, shard: Option<usize>) -> (Option<usize>, &jetstream::Context) {
-        match shard.and_then(|i| Some((i, self.shards.get(i)?))) {
-            Some((i, js)) => (Some(i), js),
-            None => (None, &self.js),
+impl Connection {
+    fn new(client: async_nats::Client) -> Self {
+        Connection {
+            js: jetstream::new(client),
+            open: Default::default(),
         }
+    }
+
+    /// Bucket `name`, opened (or created) on the first call.
+    async fn open(&self, name: &str) -> Result<Arc<kv::Store>, Error> {
+        let mut open = self.open.lock().await;
+        if let Some(store) = open.get(name) {
+            return Ok(store.clone());
+        }
+        let store = crate::kv_bucket::open_or_create(&self.js, name, None)
+            .await
+            .map_err(|e| Error::Other(crate::errors::one_line(&format!("{e:#}"))))?;
+        let store = Arc::new(store);
+        open.insert(name.to_string(), store.clone());
+        Ok(store)
     }
 }
 
@@ -67,9 +81,8 @@ impl Backend {
     /// `shard_clients[i]` by calls made on shard `i`.
     pub fn nats(client: async_nats::Client, shard_clients: Vec<async_nats::Client>) -> Self {
         Backend::Nats(Arc::new(NatsBuckets {
-            js: jetstream::new(client),
-            shards: shard_clients.into_iter().map(jetstream::new).collect(),
-            open: Default::default(),
+            host: Connection::new(client),
+            shards: shard_clients.into_iter().map(Connection::new).collect(),
         }))
     }
 
@@ -77,18 +90,10 @@ impl Backend {
         match self {
             Backend::Memory(m) => Ok(Handle::Memory(m.clone(), name.to_string())),
             Backend::Nats(nats) => {
-                let (shard, js) = nats.context(crate::shard::current());
-                let key = (shard, name.to_string());
-                let mut open = nats.open.lock().await;
-                if let Some(store) = open.get(&key) {
-                    return Ok(Handle::Nats(store.clone()));
-                }
-                let store = crate::kv_bucket::open_or_create(js, name, None)
-                    .await
-                    .map_err(|e| Error::Other(crate::errors::one_line(&format!("{e:#}"))))?;
-                let store = Arc::new(store);
-                open.insert(key, store.clone());
-                Ok(Handle::Nats(store))
+                let connection = crate::shard::current()
+                    .and_then(|i| nats.shards.get(i))
+                    .unwrap_or(&nats.host);
+                Ok(Handle::Nats(connection.open(name).await?))
             }
         }
     }
