@@ -1549,13 +1549,7 @@ const INSTALL_PY: &str = "install it with `pip install -r python-sdk/requirement
      (componentize-py==0.25.1)";
 
 /// How to get componentize-js, for error messages.
-const INSTALL_JS: &str = "install it with `npm ci --prefix js-sdk` from the repository's root \
-     (@bytecodealliance/componentize-js 0.23.0, pinned in js-sdk/package-lock.json; \
-     Node.js 20 and npm must be on PATH: Debian/Ubuntu `apt-get install nodejs npm`)";
-
-/// componentize-js's command-line entry, under the SDK's `node_modules`.
-const COMPONENTIZE_JS_CLI: &str =
-    "js-sdk/node_modules/@bytecodealliance/componentize-js/src/cli.js";
+const INSTALL_JS: &str = component_cache::COMPONENTIZE_JS_INSTALL;
 
 /// Builds [`COMPONENT_BUILDS`] (each unless a build of the same inputs is
 /// kept), in parallel, with the commands the end-to-end tests use
@@ -1616,10 +1610,9 @@ fn build_python(root: &Path, b: &ComponentBuild) -> Result<PathBuf, component_ca
     })
 }
 
-/// `node COMPONENTIZE_JS_CLI FOLDER/app.js -w wit -n handler -d http -d
-/// fetch-event -o NAME.wasm`, from the workspace's root (which
-/// componentize-js maps into the build: the plugins import the SDK by its
-/// path), kept in `target/js-wasm/<digest>`.
+/// `FOLDER/app.js` built by [`component_cache::componentize_js`] (from the
+/// workspace's root, which componentize-js maps into the build: the plugins
+/// import the SDK by its path), kept in `target/js-wasm/<digest>`.
 fn build_javascript(root: &Path, b: &ComponentBuild) -> Result<PathBuf, component_cache::Error> {
     let version = evhost::plugin_build::COMPONENTIZE_JS_VERSION;
     let entry = format!("{}/app.js", b.folder);
@@ -1630,23 +1623,7 @@ fn build_javascript(root: &Path, b: &ComponentBuild) -> Result<PathBuf, componen
         &["node_modules"],
     )?;
     component_cache::cached(root, "js-wasm", &digest, b.name, |out| {
-        let mut cmd = Command::new("node");
-        cmd.current_dir(root)
-            .arg(COMPONENTIZE_JS_CLI)
-            .arg(&entry)
-            .args([
-                "-w",
-                "wit",
-                "-n",
-                "handler",
-                "-d",
-                "http",
-                "-d",
-                "fetch-event",
-            ])
-            .arg("-o")
-            .arg(out);
-        component_cache::run_build(cmd, b.name, "componentize-js", INSTALL_JS)
+        component_cache::componentize_js(root, &entry, b.name, out)
     })
 }
 

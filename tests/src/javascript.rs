@@ -28,12 +28,7 @@ use crate::component_cache;
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 
 /// How to install the tool, for error messages.
-const INSTALL: &str = "install it with `npm ci --prefix js-sdk` from the repository's root \
-     (@bytecodealliance/componentize-js 0.23.0, pinned in js-sdk/package-lock.json; \
-     Node.js 20 and npm must be on PATH: Debian/Ubuntu `apt-get install nodejs npm`)";
-
-/// componentize-js's command-line entry, under the SDK's `node_modules`.
-const CLI: &str = "js-sdk/node_modules/@bytecodealliance/componentize-js/src/cli.js";
+const INSTALL: &str = evhost_nats_process::component_cache::COMPONENTIZE_JS_INSTALL;
 
 /// One JavaScript component: its name, its entry module and the folders it
 /// is built from (besides the SDK and the WIT), relative to the workspace.
@@ -123,7 +118,7 @@ fn componentize_js_version(root: &Path) -> Result<String, String> {
 
 /// Builds `b` unless a build of the same inputs is there; returns its path.
 fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
-    use evhost_nats_process::component_cache::{cached, digest, run_build};
+    use evhost_nats_process::component_cache::{cached, componentize_js, digest};
     let digest = digest(
         root,
         &[COMPONENTIZE_JS_VERSION, b.name, b.entry],
@@ -132,27 +127,7 @@ fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
     )
     .map_err(|e| e.to_string())?;
     cached(root, "js-wasm", &digest, b.name, |out| {
-        // From the workspace's root, with paths relative to it:
-        // componentize-js maps the folder it runs in into the build, and
-        // names the modules in stack traces by their path in it
-        // (`tests/plugins-js/echo-js/echo.js`).
-        let mut cmd = Command::new("node");
-        cmd.current_dir(root)
-            .arg(CLI)
-            .arg(b.entry)
-            .args([
-                "-w",
-                "wit",
-                "-n",
-                "handler",
-                "-d",
-                "http",
-                "-d",
-                "fetch-event",
-                "-o",
-            ])
-            .arg(out);
-        run_build(cmd, b.name, "componentize-js", INSTALL)
+        componentize_js(root, b.entry, b.name, out)
     })
     .map_err(|e| e.to_string())
 }

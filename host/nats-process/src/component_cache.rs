@@ -148,6 +148,41 @@ pub fn run_build(mut command: Command, name: &str, tool: &str, install: &str) ->
     Ok(())
 }
 
+/// How to install componentize-js for the workspace, for error messages.
+pub const COMPONENTIZE_JS_INSTALL: &str = "install it with `npm ci --prefix js-sdk` from the repository's root \
+     (@bytecodealliance/componentize-js 0.23.0, pinned in js-sdk/package-lock.json; \
+     Node.js 20 and npm must be on PATH: Debian/Ubuntu `apt-get install nodejs npm`)";
+
+/// componentize-js's command-line entry, under the SDK's `node_modules`.
+pub const COMPONENTIZE_JS_CLI: &str =
+    "js-sdk/node_modules/@bytecodealliance/componentize-js/src/cli.js";
+
+/// Builds the JavaScript plugin `name` from `entry` (a path relative to the
+/// workspace's `root`) into `out` with the workspace's componentize-js,
+/// against the WIT in `wit/`, importing no wasi:http. Runs from the root,
+/// with paths relative to it: componentize-js maps the folder it runs in
+/// into the build, and names the modules in stack traces by their path in it
+/// (`tests/plugins-js/echo-js/echo.js`).
+pub fn componentize_js(root: &Path, entry: &str, name: &str, out: &Path) -> Result<(), Error> {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(root)
+        .arg(COMPONENTIZE_JS_CLI)
+        .arg(entry)
+        .args([
+            "-w",
+            "wit",
+            "-n",
+            "handler",
+            "-d",
+            "http",
+            "-d",
+            "fetch-event",
+            "-o",
+        ])
+        .arg(out);
+    run_build(cmd, name, "componentize-js", COMPONENTIZE_JS_INSTALL)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
