@@ -518,19 +518,27 @@ fn check_header(name: &str, value: &str) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// The `content-length` that `headers` announce, if one parses.
+fn content_length(headers: &[(String, String)]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+}
+
 /// Everything that calls the host's `wasi:http`.
 mod wasi_http {
     use std::time::Duration;
 
     use wasi::http::outgoing_handler;
     use wasi::http::types::{
-        ErrorCode, Fields, FutureIncomingResponse, HeaderError, IncomingBody, IncomingResponse,
-        OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+        ErrorCode, Fields, FutureIncomingResponse, HeaderError, IncomingResponse, OutgoingBody,
+        OutgoingRequest, RequestOptions, Scheme,
     };
     use wasi::io::error::Error as IoError;
     use wasi::io::streams::StreamError;
 
-    use super::{HttpError, Method, READ_CHUNK, Response, UrlScheme, WRITE_CHUNK};
+    use super::{HttpError, Method, READ_CHUNK, Response, UrlScheme, WRITE_CHUNK, content_length};
 
     /// Sends one request and reads the whole response.
     pub(super) fn send(
@@ -542,13 +550,7 @@ mod wasi_http {
         body: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Response, HttpError> {
-        let fields = Fields::new();
-        for (name, value) in headers {
-            fields
-                .append(name, value.as_bytes())
-                .map_err(|err| header_error(name, err))?;
-        }
-        let request = OutgoingRequest::new(fields);
+        let request = OutgoingRequest::new(fields(headers)?);
         request
             .set_method(&to_wasi_method(method))
             .map_err(|()| HttpError::Invalid(format!("bad method {method}")))?;
@@ -601,6 +603,24 @@ mod wasi_http {
         read_response(response)
     }
 
+    /// The request's headers as one `fields`, in one host call; when the
+    /// host refuses the list, the header it refuses is found and named.
+    fn fields(headers: &[(String, String)]) -> Result<Fields, HttpError> {
+        let entries: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
+            .collect();
+        Fields::from_list(&entries).map_err(|err| {
+            let fields = Fields::new();
+            for (name, value) in headers {
+                if let Err(err) = fields.append(name, value.as_bytes()) {
+                    return header_error(name, err);
+                }
+            }
+            header_error("(one of the request's)", err)
+        })
+    }
+
     /// The options bounding each wait by `timeout`; a setter the host
     /// refuses leaves its default.
     fn request_options(timeout: Duration) -> RequestOptions {
@@ -636,10 +656,12 @@ mod wasi_http {
         }
     }
 
-    /// Reads the status, the headers and the whole body.
+    /// Reads the status, the headers and the whole body: to the end of the
+    /// stream, or to its `content-length` (no further read is needed to see
+    /// that a body of announced length is complete).
     fn read_response(response: IncomingResponse) -> Result<Response, HttpError> {
         let status = response.status();
-        let headers = {
+        let headers: Vec<(String, String)> = {
             let fields = response.headers();
             fields
                 .entries()
@@ -647,15 +669,16 @@ mod wasi_http {
                 .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
                 .collect()
         };
+        let length = content_length(&headers);
         let incoming = response
             .consume()
             .map_err(|()| HttpError::Other("the response body was already taken".to_owned()))?;
-        let mut body = Vec::new();
-        {
+        let mut body = Vec::with_capacity(length.map_or(0, |n| n.min(READ_CHUNK) as usize));
+        if length != Some(0) {
             let stream = incoming.stream().map_err(|()| {
                 HttpError::Other("the response body stream was already taken".to_owned())
             })?;
-            loop {
+            while length.is_none_or(|n| (body.len() as u64) < n) {
                 match stream.blocking_read(READ_CHUNK) {
                     Ok(bytes) => body.extend_from_slice(&bytes),
                     Err(StreamError::Closed) => break,
@@ -663,7 +686,8 @@ mod wasi_http {
                 }
             }
         }
-        drop(IncomingBody::finish(incoming));
+        // The trailers are not read: dropping the body ends it.
+        drop(incoming);
         drop(response);
         Ok(Response {
             status,
@@ -849,6 +873,32 @@ mod tests {
             Err(HttpError::Invalid(why)) => why,
             other => panic!("{url}: expected Invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_announced_content_length_is_read_whatever_the_case() {
+        let headers = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            content_length(&headers(&[("Content-Length", " 34 ")])),
+            Some(34)
+        );
+        assert_eq!(
+            content_length(&headers(&[("x-a", "1"), ("content-length", "0")])),
+            Some(0)
+        );
+        assert_eq!(
+            content_length(&headers(&[("content-length", "lots")])),
+            None
+        );
+        assert_eq!(
+            content_length(&headers(&[("transfer-encoding", "chunked")])),
+            None
+        );
     }
 
     #[test]
