@@ -88,6 +88,12 @@ const POLL: Duration = Duration::from_millis(1);
 static COMPARE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 static COMPARE_TURN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// `--native-in-process`: the capability rows' native handlers run inside
+/// this process (sharing its runtime with the HTTP server, the publisher and
+/// the output counter), as they did before 2026-12-06, instead of in a
+/// process of their own ([`NativeProcess`]).
+static NATIVE_IN_PROCESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The evhost binary the current round starts.
 fn evhost_bin() -> PathBuf {
     match COMPARE.get() {
@@ -1007,27 +1013,31 @@ impl HostProcess {
 
     /// User and system CPU time the host has used so far.
     fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses: utime and
-        // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
-        let ticks: u64 = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| {
-                rest.split_whitespace()
-                    .skip(11)
-                    .take(2)
-                    .filter_map(|t| t.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+        process_cpu(self.child.id())
     }
 
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// User and system CPU time process `pid` has used so far (0 once it is gone).
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 impl Drop for HostProcess {
@@ -1081,6 +1091,10 @@ struct CapabilityRow {
     rate: f64,
     /// Messages handled (outputs received) over the whole case.
     handled: u64,
+    /// CPU time (user + system) of the handler's process per message
+    /// handled while measuring: evhost's host, or the native handler's own
+    /// process (none with `--native-in-process`).
+    handler_cpu: Option<Duration>,
 }
 
 /// The benchmark's HTTP server on 127.0.0.1: answers every request, once
@@ -1274,6 +1288,7 @@ impl Bench {
                 .await?,
         ];
         let mut host = None;
+        let mut native = None;
         if evhost {
             let grant = match capability {
                 Capability::Http => format!(
@@ -1290,12 +1305,17 @@ impl Bench {
                 &manifest,
                 None,
             )?);
+        } else if NATIVE_IN_PROCESS.load(Ordering::Relaxed) {
+            tasks.push(native_handler(&self.url, capability, server.addr).await?);
         } else {
-            tasks.push(
-                self.native_capability(capability, input, output, server.addr)
-                    .await?,
-            );
+            native = Some(NativeProcess::start(&self.url, capability, server.addr)?);
         }
+        // The handler's own process: evhost's host, or the native handler's.
+        let handler_pid = match (&host, &native) {
+            (Some(h), _) => Some(h.child.id()),
+            (_, Some(n)) => Some(n.child.id()),
+            _ => None,
+        };
         let publisher = async_nats::connect(&self.url).await?;
         let payload = Bytes::from(vec![b'x'; 128]);
         let warmup = if self.smoke {
@@ -1307,6 +1327,8 @@ impl Bench {
             let completed = completed.clone();
             async move { completed.load(Ordering::Relaxed) }
         };
+        let cpu_before = handler_pid.map(process_cpu);
+        let done_before = progress().await;
         let (rate, published) = closed_loop(
             &publisher,
             input,
@@ -1317,6 +1339,10 @@ impl Bench {
             &progress,
         )
         .await?;
+        let done = progress().await.saturating_sub(done_before).max(1);
+        let handler_cpu = handler_pid.zip(cpu_before).map(|(pid, before)| {
+            process_cpu(pid).saturating_sub(before) / u32::try_from(done).unwrap_or(u32::MAX)
+        });
         // Let the handler finish what is outstanding, so that nothing of
         // this case is counted in the next.
         poll::until(
@@ -1340,76 +1366,136 @@ impl Bench {
         if let Some(mut h) = host {
             h.stop();
         }
+        drop(native);
         Ok(CapabilityRow {
             capability,
             evhost,
             other_build: false,
             rate,
             handled,
+            handler_cpu,
         })
     }
+}
 
-    /// The native handler of `capability`: an async-nats subscriber on
-    /// `input` that does the plugin's work and publishes its output.
-    /// HTTP: up to [`HTTP_CONCURRENCY`] requests at once, through one
-    /// pooling client. Key-value: one message at a time.
-    async fn native_capability(
-        &self,
-        capability: Capability,
-        input: &'static str,
-        output: &'static str,
-        http: std::net::SocketAddr,
-    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let client = async_nats::connect(&self.url).await?;
-        let mut sub = client.subscribe(input).await?;
-        client.flush().await?;
-        Ok(match capability {
-            Capability::Http => {
-                let slots = Arc::new(tokio::sync::Semaphore::new(HTTP_CONCURRENCY));
-                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-                connector.set_nodelay(true);
-                let http_client: NativeHttp = hyper_util::client::legacy::Client::builder(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .pool_max_idle_per_host(HTTP_CONCURRENCY)
-                .build(connector);
-                tokio::spawn(async move {
-                    let mut key = 0u64;
-                    while let Some(msg) = sub.next().await {
-                        let Ok(slot) = slots.clone().acquire_owned().await else {
-                            return;
-                        };
-                        key += 1;
-                        let client = client.clone();
-                        let http_client = http_client.clone();
-                        tokio::spawn(async move {
-                            let _slot = slot;
-                            match native_post(&http_client, http, key, msg.payload).await {
-                                Ok(body) => {
-                                    let _ = client.publish(output, body).await;
-                                }
-                                Err(e) => eprintln!("native HTTP handler: {e:#}"),
+/// The native handler of `capability`: an async-nats subscriber on
+/// `input` that does the plugin's work and publishes its output.
+/// HTTP: up to [`HTTP_CONCURRENCY`] requests at once, through one
+/// pooling client. Key-value: one message at a time.
+async fn native_handler(
+    url: &str,
+    capability: Capability,
+    http: std::net::SocketAddr,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (input, output) = capability.subjects();
+    let client = async_nats::connect(url).await?;
+    let mut sub = client.subscribe(input).await?;
+    client.flush().await?;
+    Ok(match capability {
+        Capability::Http => {
+            let slots = Arc::new(tokio::sync::Semaphore::new(HTTP_CONCURRENCY));
+            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            connector.set_nodelay(true);
+            let http_client: NativeHttp =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_max_idle_per_host(HTTP_CONCURRENCY)
+                    .build(connector);
+            tokio::spawn(async move {
+                let mut key = 0u64;
+                while let Some(msg) = sub.next().await {
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    key += 1;
+                    let client = client.clone();
+                    let http_client = http_client.clone();
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        match native_post(&http_client, http, key, msg.payload).await {
+                            Ok(body) => {
+                                let _ = client.publish(output, body).await;
                             }
-                        });
-                    }
-                })
-            }
-            Capability::Kv => {
-                let js = jetstream::new(client.clone());
-                let store = js.get_key_value("bench").await?;
-                tokio::spawn(async move {
-                    while let Some(_msg) = sub.next().await {
-                        match native_increment(&store).await {
-                            Ok(count) => {
-                                let _ = client.publish(output, count.to_string().into()).await;
-                            }
-                            Err(e) => eprintln!("native key-value handler: {e:#}"),
+                            Err(e) => eprintln!("native HTTP handler: {e:#}"),
                         }
+                    });
+                }
+            })
+        }
+        Capability::Kv => {
+            let js = jetstream::new(client.clone());
+            let store = js.get_key_value("bench").await?;
+            tokio::spawn(async move {
+                while let Some(_msg) = sub.next().await {
+                    match native_increment(&store).await {
+                        Ok(count) => {
+                            let _ = client.publish(output, count.to_string().into()).await;
+                        }
+                        Err(e) => eprintln!("native key-value handler: {e:#}"),
                     }
-                })
-            }
-        })
+                }
+            })
+        }
+    })
+}
+
+/// A native handler in a process of its own, as a hand-rolled NATS consumer
+/// runs (and as evhost's host does): this benchmark's binary started with
+/// `--native-handler http|kv NATS_URL HTTP_ADDR`. Killed when dropped.
+struct NativeProcess {
+    child: Child,
+}
+
+impl NativeProcess {
+    /// Starts the handler of `capability` and waits until it is subscribed.
+    fn start(
+        url: &str,
+        capability: Capability,
+        http: std::net::SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let kind = match capability {
+            Capability::Http => "http",
+            Capability::Kv => "kv",
+        };
+        let child = Command::new(std::env::current_exe()?)
+            .args(["--native-handler", kind, url, &http.to_string()])
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("start the native handler process")?;
+        let mut native = NativeProcess { child };
+        let stdout = native.child.stdout.take().expect("piped");
+        let mut ready = String::new();
+        BufReader::new(stdout).read_line(&mut ready)?;
+        anyhow::ensure!(
+            ready.trim() == "ready",
+            "the native {kind} handler exited before it was ready"
+        );
+        Ok(native)
     }
+}
+
+impl Drop for NativeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The process [`NativeProcess`] starts: `args` are `http|kv NATS_URL
+/// HTTP_ADDR`. Prints `ready` once subscribed, then handles until killed.
+async fn native_handler_process(args: &[String]) -> anyhow::Result<()> {
+    let [kind, url, http] = args else {
+        bail!("usage: --native-handler http|kv NATS_URL HTTP_ADDR");
+    };
+    let capability = match kind.as_str() {
+        "http" => Capability::Http,
+        "kv" => Capability::Kv,
+        other => bail!("--native-handler {other}: not http or kv"),
+    };
+    let handler = native_handler(url, capability, http.parse()?).await?;
+    println!("ready");
+    handler.await?;
+    Ok(())
 }
 
 /// The capability rows as a markdown table, with evhost's rate over the
@@ -1417,7 +1503,7 @@ impl Bench {
 /// each evhost row.
 fn capability_table(rows: &[CapabilityRow]) -> String {
     let mut t = String::from(
-        "| capability | case | in flight | msgs/s | evhost/native |\n|---|---|---:|---:|---:|\n",
+        "| capability | case | in flight | msgs/s | evhost/native | handler CPU µs/msg |\n|---|---|---:|---:|---:|---:|\n",
     );
     for (i, r) in rows.iter().enumerate() {
         let native = rows[..i]
@@ -1447,8 +1533,12 @@ fn capability_table(rows: &[CapabilityRow]) -> String {
         } else {
             case.to_string()
         };
+        let cpu = r
+            .handler_cpu
+            .map(|c| format!("{:.1}", c.as_secs_f64() * 1e6))
+            .unwrap_or_default();
         t.push_str(&format!(
-            "| {what} | {case} | {} | {:.0} | {ratio} |\n",
+            "| {what} | {case} | {} | {:.0} | {ratio} | {cpu} |\n",
             r.capability.plugin().1,
             r.rate,
         ));
@@ -1462,13 +1552,24 @@ fn capability_notes() -> String {
         "Closed loop on core NATS (at most {WINDOW} messages outstanding), 128-byte payloads, each\n\
          handler publishing one output per message. HTTP: a POST of the payload to a hyper server the\n\
          benchmark runs on 127.0.0.1 (200 with a {}-byte JSON body); evhost's host keeps its\n\
-         connections in a pool (hyper-util's client), and so does the native handler (the same\n\
-         client), both with at most {HTTP_CONCURRENCY} requests in flight\n\
+         connections in a pool (`http_pool.rs`), and so does the native handler (hyper-util's\n\
+         pooling client), both with at most {HTTP_CONCURRENCY} requests in flight\n\
          (evhost: `concurrency = {HTTP_CONCURRENCY}`). Key-value: on each message a get and a\n\
          compare-and-swap of one counter in the bucket `bench` (JetStream, stream `KV_bench`), one\n\
          message at a time on both sides (evhost: `concurrency = 1`; native: a sequential\n\
-         subscriber), so both measure the same uncontended round trips to nats-server.",
-        HTTP_ANSWER.len()
+         subscriber), so both measure the same uncontended round trips to nats-server.\n\
+         {} The last column is the CPU time (user + system) of the\n\
+         handler's process per message handled, from /proc.",
+        HTTP_ANSWER.len(),
+        if NATIVE_IN_PROCESS.load(Ordering::Relaxed) {
+            "The native handlers run inside the benchmark's process (`--native-in-process`), on\n\
+             the runtime of the HTTP server, the publisher and the output counter."
+        } else {
+            "Each handler runs in a process of its own, the native ones as this benchmark's binary\n\
+             started with `--native-handler` (a tokio runtime with a worker per core), evhost as\n\
+             `evhost run`; the HTTP server, the publisher and the output counter share the\n\
+             benchmark's process."
+        }
     )
 }
 
@@ -2243,6 +2344,13 @@ fn table(rows: &[Row]) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--native-handler") {
+        return native_handler_process(&args[i + 1..]).await;
+    }
+    NATIVE_IN_PROCESS.store(
+        args.iter().any(|a| a == "--native-in-process"),
+        Ordering::Relaxed,
+    );
     let smoke = args.iter().any(|a| a == "--smoke");
     // `--capabilities`: only the HTTP and key-value rows; writes nothing.
     // With `--rounds N`, N rounds in a row; with `--compare OTHER_EVHOST`,
