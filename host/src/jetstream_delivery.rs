@@ -7,8 +7,8 @@
 //! with its backoff delay, a dead letter is stored and the input TERMed. A
 //! lane that stops hands back what it pulled and did not start.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -123,8 +123,11 @@ impl Mode for JetStream {
 
 /// The pending-messages gauge of each consumer of a binding, set from the
 /// count the server sends with every message (and, at bind, from the
-/// consumer's info).
-struct Pending(Vec<(String, Gauge)>);
+/// consumer's info). Lanes pull at once, so messages reach `note` out of
+/// order: only the count sent with the latest delivery (the highest
+/// consumer sequence seen) is kept, or a slow lane would leave the count of
+/// an earlier one behind.
+struct Pending(Vec<(String, Gauge, Mutex<u64>)>);
 
 impl Pending {
     fn of(slot: &Slot, binding: &Binding) -> Self {
@@ -137,15 +140,21 @@ impl Pending {
                     let info = c.cached_info();
                     let gauge = slot.counters.consumer_pending(stream, &info.name);
                     gauge.set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
-                    (info.name.clone(), gauge)
+                    (info.name.clone(), gauge, Mutex::new(0))
                 })
                 .collect(),
         )
     }
 
-    fn note(&self, consumer: &str, pending: u64) {
-        if let Some((_, gauge)) = self.0.iter().find(|(name, _)| name == consumer) {
-            gauge.set(i64::try_from(pending).unwrap_or(i64::MAX));
+    /// The server's `pending` count sent with delivery `sequence` (the
+    /// consumer's) of `consumer`.
+    fn note(&self, consumer: &str, sequence: u64, pending: u64) {
+        if let Some((_, gauge, latest)) = self.0.iter().find(|(name, ..)| name == consumer) {
+            let mut latest = latest.lock().unwrap_or_else(|e| e.into_inner());
+            if sequence > *latest {
+                *latest = sequence;
+                gauge.set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
         }
     }
 }
@@ -298,7 +307,7 @@ impl<'a> Pulled<'a> {
         pending: &Pending,
     ) -> Self {
         let at = msg.info().ok().map(|i| {
-            pending.note(i.consumer, i.pending);
+            pending.note(i.consumer, i.consumer_sequence, i.pending);
             (
                 i.stream.to_string(),
                 i.stream_sequence,
@@ -583,4 +592,26 @@ async fn publish_outputs(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_count_of_the_latest_delivery_wins_whatever_the_order_noted() {
+        let gauge = Gauge::default();
+        let pending = Pending(vec![("c".to_string(), gauge.clone(), Mutex::new(0))]);
+        // Deliveries 4 (1 left) and 5 (none left), noted by two lanes in the
+        // wrong order: the count stays that of delivery 5.
+        pending.note("c", 5, 0);
+        pending.note("c", 4, 1);
+        assert_eq!(gauge.get(), 0);
+        // A redelivery is a later delivery: its count replaces it.
+        pending.note("c", 6, 3);
+        assert_eq!(gauge.get(), 3);
+        // Another consumer's deliveries leave this one's gauge alone.
+        pending.note("other", 9, 7);
+        assert_eq!(gauge.get(), 3);
+    }
 }
