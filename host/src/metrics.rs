@@ -10,7 +10,7 @@
 //! | `evhost_plugin_reloads_total` | plugin, result | loads: `loaded`, `reloaded`, `rejected`, `removed` |
 //! | `evhost_plugin_info` | plugin, version | 1 for the version serving |
 //! | `evhost_nats_connection_up` | connection | 1 while that connection is up |
-//! | `evhost_jetstream_consumer_pending_messages` | plugin, stream, consumer | messages not yet delivered, as of the last pull |
+//! | `evhost_jetstream_consumer_pending_messages` | plugin, stream, consumer | messages not yet delivered, as the server counted them with the latest delivery to this host |
 //!
 //! A plugin's handles ([`Counters`]) are made once, when it first loads, and
 //! kept across reloads: counting a message is an atomic add on a handle, with
@@ -290,7 +290,7 @@ impl Default for Metrics {
         );
         registry.register(
             "evhost_jetstream_consumer_pending_messages",
-            "Messages of a JetStream consumer not yet delivered, as of this host's last pull",
+            "Messages of a JetStream consumer not yet delivered, as of the latest delivery to this host",
             families.pending.clone(),
         );
         Metrics {
