@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::Client;
@@ -26,6 +26,10 @@ use crate::runtime::Runtime;
 use crate::serve::serve;
 use crate::shard::Shards;
 use crate::slot::{Control, Slot};
+
+/// How long a reload waits for the serve task to bind a changed plugin's
+/// new subjects before it says "plugin reloaded" anyway.
+const RESUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
 
 /// One served plugin: its current version and its serve task.
 struct Entry {
@@ -362,7 +366,13 @@ impl Registry {
             self.board.serving(&plugin, self.metrics.plugin(&name));
             self.metrics
                 .reload(&name, Reload::Reloaded, Some(&plugin.version));
-            let _ = entry.control.try_send(Control::Resubscribe);
+            let (done, resubscribed) = oneshot::channel();
+            let _ = entry.control.try_send(Control::Resubscribe(done));
+            // "plugin reloaded" means the new subjects are served: a
+            // publisher reading it may count on a `deliver = "new"` consumer
+            // being there. A serve task that cannot bind in time is logged
+            // by the task itself.
+            let _ = tokio::time::timeout(RESUBSCRIBE_WAIT, resubscribed).await;
             tracing::info!(
                 plugin = %name,
                 version = %plugin.version,

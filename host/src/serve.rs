@@ -131,7 +131,7 @@ pub async fn serve<M: Mode>(
     // an earlier version of the host) is tidied at once.
     mode.tidy(&name, lanes.shared.clone()).await;
     let retiring = TaskTracker::new();
-    while let Some(Control::Resubscribe) = control.recv().await {
+    while let Some(Control::Resubscribe(done)) = control.recv().await {
         let current = slot.current();
         let Some(plan) = mode.plan(&current) else {
             continue;
@@ -158,6 +158,7 @@ pub async fn serve<M: Mode>(
                 "cannot serve the new subjects; keeping the old ones"
             ),
         }
+        let _ = done.send(());
     }
     mode.leaving();
     lanes.stop.cancel();

@@ -41,8 +41,9 @@ impl Slot {
 pub enum Control {
     /// The plugin's current version may want other subjects or delivery
     /// settings: start lanes for them (if they differ) before the old ones
-    /// stop, so no message is lost or doubled.
-    Resubscribe,
+    /// stop, so no message is lost or doubled. The sender is answered once
+    /// the new lanes are in place (dropped when nothing had to change).
+    Resubscribe(tokio::sync::oneshot::Sender<()>),
     /// Stop taking messages, finish those in flight, then return.
     Stop,
 }
