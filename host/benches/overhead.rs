@@ -1229,7 +1229,7 @@ impl Bench {
         // The bucket's stream as the host lays it out (async-nats's
         // `create_key_value` does not parse nats-server 2.9's answer).
         let _ = js.delete_stream("KV_bench").await;
-        evhost::kv_bucket::open_or_create(&js, "bench", None).await?;
+        evhost::kv_bucket::open_or_create(&js, "bench", None, Default::default()).await?;
         let mut rows = Vec::new();
         let builds: &[bool] = if COMPARE.get().is_some() {
             &[false, true]

@@ -7,6 +7,8 @@
 use anyhow::Context as _;
 use async_nats::jetstream::{self, stream};
 
+use crate::replicas::Replicas;
+
 /// The stream `evhost dev` keeps a prefix's dead letters in: `DLQ` for
 /// `dlq.`, else the prefix in capitals with every other character an `_`
 /// (`errors.orders.` → `ERRORS_ORDERS`).
@@ -43,21 +45,24 @@ pub async fn find(js: &jetstream::Context, subjects: &str) -> anyhow::Result<Opt
 }
 
 /// Makes sure stream `name` keeps the dead letters under `prefix`: creates it
-/// (capturing `<prefix>>`) when `create`, else checks that it exists.
+/// (capturing `<prefix>>`, with `replicas` copies) when `create`, else checks
+/// that it exists.
 pub async fn ensure(
     js: &jetstream::Context,
     name: &str,
     prefix: &str,
     create: bool,
+    replicas: Replicas,
 ) -> anyhow::Result<()> {
     if create {
-        js.get_or_create_stream(stream::Config {
+        let config = stream::Config {
             name: name.to_string(),
             subjects: vec![subjects(prefix)],
             ..Default::default()
-        })
-        .await
-        .with_context(|| format!("cannot create dead-letter stream {name}"))?;
+        };
+        crate::replicas::get_or_create(js, config, replicas)
+            .await
+            .with_context(|| format!("cannot create dead-letter stream {name}"))?;
     } else {
         js.get_stream(name).await.with_context(|| {
             format!(
@@ -70,12 +75,16 @@ pub async fn ensure(
 
 /// For `evhost dev`: makes sure some stream keeps the dead letters under
 /// `prefix`, creating [`default_name`] when none does; returns its name.
-pub async fn ensure_any(js: &jetstream::Context, prefix: &str) -> anyhow::Result<String> {
+pub async fn ensure_any(
+    js: &jetstream::Context,
+    prefix: &str,
+    replicas: Replicas,
+) -> anyhow::Result<String> {
     if let Some(name) = find(js, &subjects(prefix)).await? {
         return Ok(name);
     }
     let name = default_name(prefix);
-    ensure(js, &name, prefix, true).await?;
+    ensure(js, &name, prefix, true, replicas).await?;
     Ok(name)
 }
 

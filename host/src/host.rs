@@ -23,6 +23,7 @@ use crate::plugin_defaults::PluginDefaults;
 use crate::plugin_load::Loads;
 use crate::plugin_status::PluginBoard;
 use crate::registry::Registry;
+use crate::replicas::Replicas;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::shard::Shards;
 use crate::watcher::{self, DirWatcher, Settling};
@@ -54,6 +55,9 @@ pub struct HostOptions {
     /// The `[limits]`, `[delivery]` and `[jetstream]` every plugin gets where its
     /// manifest says nothing (the configuration file's).
     pub plugin_defaults: PluginDefaults,
+    /// How many replicas the streams and key-value buckets the host creates
+    /// get (`replicas.rs`).
+    pub replicas: Replicas,
 }
 
 /// Runs the host until `shutdown` resolves, then stops taking messages,
@@ -103,6 +107,7 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
         client.clone(),
         shards.clone(),
         metrics,
+        options.replicas,
     )
     .keep_dead_letters(options.dead_letter_streams)
     .report_to(board)

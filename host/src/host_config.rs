@@ -1,7 +1,7 @@
 //! The host's configuration file, `evhost.toml` (`evhost run --config
 //! FILE`): what `run`'s flags set (plugins folder, NATS servers, credentials
 //! and TLS files, the listener's address, drain timeout, log format,
-//! compiled-code cache) and the `[limits]`, `[delivery]` and `[jetstream]` every plugin gets
+//! compiled-code cache, replica count) and the `[limits]`, `[delivery]` and `[jetstream]` every plugin gets
 //! unless its manifest says otherwise ([`PluginDefaults`]). Parsed strictly,
 //! as a manifest is: an unknown key, a wrong type or a value out of range is
 //! an error with its line and column. Relative paths in the file are taken
@@ -17,6 +17,7 @@ use crate::logging::LogFormat;
 use crate::manifest::{LimitsSection, ManifestError, parse_strict};
 use crate::nats_connection::{Secret, ServerList};
 use crate::plugin_defaults::{DeliveryDefaults, JetStreamDefaults, PluginDefaults};
+use crate::replicas::Replicas;
 
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,7 @@ struct HostFile {
     log_format: Option<LogFormat>,
     compile_cache: Option<bool>,
     cache_dir: Option<PathBuf>,
+    replicas: Option<i64>,
     #[serde(default)]
     nats: NatsSection,
     #[serde(default)]
@@ -134,6 +136,8 @@ pub struct HostConfig {
     pub compile_cache: Option<bool>,
     /// Where the compiled-code cache lives.
     pub cache_dir: Option<PathBuf>,
+    /// The replica count of the streams and buckets the host creates.
+    pub replicas: Option<Replicas>,
     /// How to reach NATS.
     pub nats: NatsSection,
     /// What every plugin gets unless its manifest says otherwise.
@@ -166,6 +170,11 @@ impl HostConfig {
         };
         let drain_timeout = duration("drain_timeout", &file.drain_timeout)?;
         let compile_timeout = duration("compile_timeout", &file.compile_timeout)?;
+        let replicas = match file.replicas.map(Replicas::new) {
+            Some(Err(e)) => return invalid(format!("replicas: {e}")),
+            Some(Ok(r)) => Some(r),
+            None => None,
+        };
         if let Some(servers) = &file.nats.servers
             && let Err(e) = ServerList::parse(servers)
         {
@@ -209,6 +218,7 @@ impl HostConfig {
             log_format: file.log_format,
             compile_cache: file.compile_cache,
             cache_dir: at(&file.cache_dir),
+            replicas,
             nats: NatsSection {
                 creds: at(&n.creds),
                 nkey: at(&n.nkey),
@@ -233,6 +243,7 @@ drain_timeout = "45s"
 log_format = "json"
 compile_cache = false
 cache_dir = "/var/cache/evhost"
+replicas = 3
 
 [nats]
 servers = ["nats://a:4222", "tls://b:4222"]
@@ -258,6 +269,7 @@ ack_wait = "90s"
         assert_eq!(c.log_format, Some(LogFormat::Json));
         assert_eq!(c.compile_cache, Some(false));
         assert_eq!(c.cache_dir, Some(PathBuf::from("/var/cache/evhost")));
+        assert_eq!(c.replicas, Replicas::new(3).ok());
         assert_eq!(
             c.nats.servers.as_deref(),
             Some("nats://a:4222,tls://b:4222")
@@ -314,6 +326,15 @@ ack_wait = "90s"
         assert!(err.contains("[jetstream] table"), "{err}");
         let err = error("[jetstream]\nstream = \"S\"\n");
         assert!(err.starts_with("2:1: unknown field `stream`"), "{err}");
+        let err = error("replicas = 0\n");
+        assert!(err.starts_with("1:12: replicas: replicas must be"), "{err}");
+        let err = error("replicas = 7\n");
+        assert!(
+            err.contains("from 1 to 5") && err.contains("\"7\""),
+            "{err}"
+        );
+        let err = error("replicas = \"three\"\n");
+        assert!(err.starts_with("1:12: invalid type"), "{err}");
         let err = error("[jetstream]\npull_batch = 0\n");
         assert!(err.starts_with("2:14: jetstream.pull_batch"), "{err}");
         assert!(!err.contains('\n'), "{err}");
@@ -348,6 +369,7 @@ ack_wait = "90s"
         assert_eq!(c.plugins, Some(PathBuf::from("/var/lib/evhost/plugins")));
         assert!(c.nats.servers.is_some() && c.nats.creds.is_some());
         assert!(c.plugin_defaults.limits.timeout_ms.is_some());
+        assert_eq!(c.replicas.map(Replicas::get), Some(3));
 
         let manifest = include_str!("../../deploy/kubernetes/evhost.yaml");
         let mut lines = manifest.lines();
@@ -361,6 +383,7 @@ ack_wait = "90s"
         let c = HostConfig::parse(&embedded, Path::new("/etc/evhost")).unwrap();
         assert_eq!(c.metrics.as_deref(), Some("0.0.0.0:9464"));
         assert!(c.nats.servers.is_some());
+        assert_eq!(c.replicas.map(Replicas::get), Some(3));
         assert_eq!(c.plugin_defaults.delivery.max_attempts, Some(5));
         assert_eq!(c.plugin_defaults.jetstream.ack_wait.as_deref(), Some("60s"));
     }

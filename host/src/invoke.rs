@@ -116,6 +116,8 @@ pub async fn invoke(inv: Invocation) -> anyhow::Result<u8> {
         Some(nats) => Backend::nats(
             crate::bus::connect(nats, "evhost invoke").await?,
             Vec::new(),
+            // A bucket invoke creates to try a plugin out has one replica.
+            crate::replicas::Replicas::default(),
         ),
         None => Backend::Memory(MemoryBuckets::default()),
     };

@@ -1,5 +1,6 @@
 //! Provisioning a JetStream plugin on the server: its stream (found, or
-//! created where the manifest asks), its dead-letter stream, its durable
+//! created where the manifest asks, with the host's replica count), its
+//! dead-letter stream, its durable
 //! consumers (one per subject, created or updated to follow the manifest, see
 //! [`consumers`]) and its dedup bucket. What a binding holds is shared by
 //! every lane pulling from it.
@@ -15,6 +16,7 @@ use crate::consumers;
 use crate::durable_publish::Captures;
 use crate::plugin::Plugin;
 use crate::plugin_settings::JetStreamSettings;
+use crate::replicas::{self, Replicas};
 
 /// The JetStream side of one plugin: context, consumers, dedup bucket.
 pub struct Binding {
@@ -64,19 +66,27 @@ impl BindPlan {
 /// Finds (or, where the manifest asks, creates) the plugin's stream, dead
 /// letter stream and dedup bucket, and creates or updates one durable consumer
 /// per subject (see `consumers.rs`). A consumer takes one `filter_subject`,
-/// which every server version honours.
-pub async fn bind(client: &Client, plugin: &Plugin, plan: &BindPlan) -> anyhow::Result<Binding> {
+/// which every server version honours. What it creates gets `replicas`
+/// copies; the consumers take their stream's.
+pub async fn bind(
+    client: &Client,
+    plugin: &Plugin,
+    plan: &BindPlan,
+    replicas: Replicas,
+) -> anyhow::Result<Binding> {
     let settings = &plan.settings;
     let js = jetstream::new(client.clone());
     let stream = match &settings.create_stream {
-        Some(subjects) => js
-            .get_or_create_stream(stream::Config {
+        Some(subjects) => {
+            let config = stream::Config {
                 name: settings.stream.clone(),
                 subjects: subjects.clone(),
                 ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot create stream {}", settings.stream))?,
+            };
+            replicas::get_or_create(&js, config, replicas)
+                .await
+                .with_context(|| format!("cannot create stream {}", settings.stream))?
+        }
         None => js.get_stream(&settings.stream).await.with_context(|| {
             format!(
                 "stream {} not found (create it, or set jetstream.create_stream = true with stream_subjects)",
@@ -85,13 +95,8 @@ pub async fn bind(client: &Client, plugin: &Plugin, plan: &BindPlan) -> anyhow::
         })?,
     };
     if let Some((name, true)) = &settings.dead_letter_stream {
-        js.get_or_create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{}>", plugin.settings.dead_letter_prefix)],
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("cannot create dead-letter stream {name}"))?;
+        let prefix = &plugin.settings.dead_letter_prefix;
+        crate::dead_letter_stream::ensure(&js, name, prefix, true, replicas).await?;
     }
     let bound = consumers::reconcile(
         &stream,
@@ -109,8 +114,13 @@ pub async fn bind(client: &Client, plugin: &Plugin, plan: &BindPlan) -> anyhow::
     let dedup = match &settings.dedup {
         None => None,
         Some(_) => Some(
-            crate::kv_bucket::open_or_create(&js, &settings.dedup_bucket, Some(settings.dedup_ttl))
-                .await?,
+            crate::kv_bucket::open_or_create(
+                &js,
+                &settings.dedup_bucket,
+                Some(settings.dedup_ttl),
+                replicas,
+            )
+            .await?,
         ),
     };
     Ok(Binding {

@@ -34,6 +34,7 @@ use crate::jetstream_binding::{BindPlan, Binding, bind};
 use crate::lane::{self, AfterStop, Intake, cores, lane_limits};
 use crate::outcome::Failure;
 use crate::plugin::Plugin;
+use crate::replicas::Replicas;
 use crate::runtime::Outgoing;
 use crate::serve::Mode;
 use crate::slot::Slot;
@@ -41,16 +42,20 @@ use crate::slot::Slot;
 /// JetStream as a [`Mode`]: lanes pulling from durable consumers.
 pub struct JetStream {
     client: Client,
+    /// The replica count of the streams and buckets a binding creates.
+    replicas: Replicas,
     /// Set when the plugin leaves this host: messages handed back then come
     /// back after a delay, so the server gives them to another host.
     leaving: Arc<AtomicBool>,
 }
 
 impl JetStream {
-    /// Serving on `client`'s connection.
-    pub fn new(client: Client) -> Self {
+    /// Serving on `client`'s connection; what a binding creates gets
+    /// `replicas` copies.
+    pub fn new(client: Client, replicas: Replicas) -> Self {
         JetStream {
             client,
+            replicas,
             leaving: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -72,7 +77,10 @@ impl Mode for JetStream {
         plan: &BindPlan,
         _: Option<(&BindPlan, &Arc<Binding>)>,
     ) -> anyhow::Result<(Arc<Binding>, bool)> {
-        Ok((Arc::new(bind(&self.client, plugin, plan).await?), true))
+        Ok((
+            Arc::new(bind(&self.client, plugin, plan, self.replicas).await?),
+            true,
+        ))
     }
 
     /// Opens each lane's pull streams (several pullers share a consumer, the

@@ -5,7 +5,7 @@
 //! A plugin opens only the buckets its manifest names in
 //! `[capabilities] keyvalue` (others are `no-such-store`). The bucket `stock`
 //! is the NATS bucket `stock` (stream `KV_stock`); evhost creates it when it
-//! is missing, and two plugins that name the same bucket share it. A
+//! is missing (with the host's `--replicas`), and two plugins that name the same bucket share it. A
 //! compare-and-swap remembers the revision it read and writes only at that
 //! revision, so of two hosts racing on one key exactly one wins.
 //!
@@ -21,6 +21,7 @@ use bytes::Bytes;
 use wasmtime::component::Resource;
 
 use crate::kv_memory::MemoryBuckets;
+use crate::replicas::Replicas;
 use crate::runtime::State;
 use crate::runtime::wasi::keyvalue::atomics::{self, CasError};
 use crate::runtime::wasi::keyvalue::store::{self, Error, KeyResponse};
@@ -41,6 +42,8 @@ pub enum Backend {
 
 /// The JetStream buckets, on the host's connection and on each shard's.
 pub struct NatsBuckets {
+    /// The replica count of a bucket created here.
+    replicas: Replicas,
     /// Over the host's own connection: for calls off the shards.
     host: Connection,
     /// Over each shard's connection, by shard index.
@@ -61,13 +64,14 @@ impl Connection {
         }
     }
 
-    /// Bucket `name`, opened (or created) on the first call.
-    async fn open(&self, name: &str) -> Result<Arc<kv::Store>, Error> {
+    /// Bucket `name`, opened (or created, with `replicas` copies) on the
+    /// first call.
+    async fn open(&self, name: &str, replicas: Replicas) -> Result<Arc<kv::Store>, Error> {
         let mut open = self.open.lock().await;
         if let Some(store) = open.get(name) {
             return Ok(store.clone());
         }
-        let store = crate::kv_bucket::open_or_create(&self.js, name, None)
+        let store = crate::kv_bucket::open_or_create(&self.js, name, None, replicas)
             .await
             .map_err(|e| Error::Other(crate::errors::one_line(&format!("{e:#}"))))?;
         let store = Arc::new(store);
@@ -78,9 +82,15 @@ impl Connection {
 
 impl Backend {
     /// Buckets on the NATS server behind `client`, used through
-    /// `shard_clients[i]` by calls made on shard `i`.
-    pub fn nats(client: async_nats::Client, shard_clients: Vec<async_nats::Client>) -> Self {
+    /// `shard_clients[i]` by calls made on shard `i`; one created here gets
+    /// `replicas` copies.
+    pub fn nats(
+        client: async_nats::Client,
+        shard_clients: Vec<async_nats::Client>,
+        replicas: Replicas,
+    ) -> Self {
         Backend::Nats(Arc::new(NatsBuckets {
+            replicas,
             host: Connection::new(client),
             shards: shard_clients.into_iter().map(Connection::new).collect(),
         }))
@@ -93,7 +103,7 @@ impl Backend {
                 let connection = crate::shard::current()
                     .and_then(|i| nats.shards.get(i))
                     .unwrap_or(&nats.host);
-                Ok(Handle::Nats(connection.open(name).await?))
+                Ok(Handle::Nats(connection.open(name, nats.replicas).await?))
             }
         }
     }

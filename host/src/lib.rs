@@ -65,6 +65,7 @@ pub(crate) mod plugin_settings;
 pub(crate) mod plugin_status;
 pub mod publish;
 pub(crate) mod registry;
+pub mod replicas;
 pub mod run_args;
 pub(crate) mod runtime;
 pub(crate) mod sandbox;

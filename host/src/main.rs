@@ -415,6 +415,8 @@ async fn execute(command: Command, run: Option<HostOptions>) -> anyhow::Result<u
                 metrics: None,
                 dead_letter_streams: true,
                 plugin_defaults: Default::default(),
+                // dev's server is a single one.
+                replicas: Default::default(),
             };
             // Shared with the second-signal path, which must stop the server
             // and remove its store before the process exits.

@@ -22,6 +22,7 @@ use crate::plugin_defaults::PluginDefaults;
 use crate::plugin_file::{self, PluginFileError};
 use crate::plugin_load::{Load, Loaded};
 use crate::plugin_status::PluginBoard;
+use crate::replicas::Replicas;
 use crate::runtime::Runtime;
 use crate::serve::serve;
 use crate::shard::Shards;
@@ -45,6 +46,8 @@ pub struct Registry {
     runtime: Runtime,
     /// The plugins' key-value buckets, opened once and shared.
     kv: crate::keyvalue::Backend,
+    /// The replica count of the streams and buckets the host creates.
+    replicas: Replicas,
     client: Client,
     shards: Arc<Shards>,
     metrics: Arc<Metrics>,
@@ -91,18 +94,25 @@ pub fn plugin_name(path: &Path) -> Option<String> {
 
 impl Registry {
     /// An empty registry serving plugins from `dir`: core NATS plugins on
-    /// `shards`, JetStream plugins over `client`; counting into `metrics`.
+    /// `shards`, JetStream plugins over `client`; counting into `metrics`;
+    /// the streams and buckets it creates get `replicas` copies.
     pub fn new(
         dir: PathBuf,
         runtime: Runtime,
         client: Client,
         shards: Arc<Shards>,
         metrics: Arc<Metrics>,
+        replicas: Replicas,
     ) -> Self {
         Registry {
             dir,
             runtime,
-            kv: crate::keyvalue::Backend::nats(client.clone(), shards.clients().cloned().collect()),
+            kv: crate::keyvalue::Backend::nats(
+                client.clone(),
+                shards.clients().cloned().collect(),
+                replicas,
+            ),
+            replicas,
             client,
             shards,
             metrics,
@@ -153,11 +163,11 @@ impl Registry {
         let prefix = &settings.dead_letter_prefix;
         match &settings.dead_letter_stream {
             Some((name, create)) if settings.jetstream.is_none() => {
-                crate::dead_letter_stream::ensure(&js, name, prefix, *create).await
+                crate::dead_letter_stream::ensure(&js, name, prefix, *create, self.replicas).await
             }
             Some(_) => Ok(()),
             None if self.dead_letter_streams => {
-                match crate::dead_letter_stream::ensure_any(&js, prefix).await {
+                match crate::dead_letter_stream::ensure_any(&js, prefix, self.replicas).await {
                     Ok(stream) => {
                         tracing::debug!(plugin = %plugin.name, %stream, "dead letters kept in a stream");
                     }
@@ -395,7 +405,7 @@ impl Registry {
         let (ready, subscribed) = oneshot::channel();
         let task = if plugin.settings.jetstream.is_some() {
             tokio::spawn(serve(
-                JetStream::new(self.client.clone()),
+                JetStream::new(self.client.clone(), self.replicas),
                 slot.clone(),
                 orders,
                 ready,

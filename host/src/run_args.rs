@@ -17,6 +17,7 @@ use crate::host::HostOptions;
 use crate::host_config::HostConfig;
 use crate::logging::LogFormat;
 use crate::nats_args::{NatsArgs, NatsAuthArgs};
+use crate::replicas::Replicas;
 
 /// The flags of `evhost run`.
 #[derive(clap::Args, Clone)]
@@ -50,6 +51,12 @@ pub struct RunArgs {
     /// 127.0.0.1:9464.
     #[arg(long, env = "EVHOST_METRICS", value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// How many replicas the streams and key-value buckets the host creates
+    /// get (a manifest's create_stream and create_dead_letter_stream, the
+    /// dedup bucket, the [capabilities] keyvalue buckets): 3 on a
+    /// three-server cluster. Existing streams are used as they are.
+    #[arg(long, env = "EVHOST_REPLICAS", value_name = "N", default_value = "1")]
+    pub replicas: Replicas,
 }
 
 /// What `evhost run` runs with, every layer applied.
@@ -195,6 +202,7 @@ impl RunArgs {
                 ),
                 dead_letter_streams: false,
                 plugin_defaults: file.plugin_defaults.clone(),
+                replicas: pick(given("replicas"), self.replicas, file.replicas),
             },
             log_format: pick(log_format_given, log_format, file.log_format),
         })

@@ -1,8 +1,11 @@
 //! A NATS cluster as production runs one: three `nats-server` processes
 //! clustered on loopback with JetStream, every stream replicated on all three
-//! (created here with `num_replicas = 3`: a manifest's `create_stream` makes
-//! a stream with one replica), and three hosts given the server list.
+//! (created here with `num_replicas = 3`), and three hosts given the server
+//! list.
 //!
+//! - A host run with `--replicas 3` creates every stream and bucket it makes
+//!   on all three servers, and uses a stream made before with one replica as
+//!   it is, warning once.
 //! - A server and a host are killed while orders flow: every order's answer
 //!   is stored once, nothing is dead-lettered, and the hosts left serve.
 //! - A plugin upgrade is rolled across the three hosts under load, as the
@@ -800,4 +803,85 @@ async fn a_rolling_upgrade_under_load_loses_and_doubles_nothing() {
         "orders sent after every host upgraded answered by the old version: {old_after_mark:?}\n{}",
         report()
     );
+}
+
+/// With `--replicas 3`, everything the host creates in JetStream is kept on
+/// every server of the cluster: a JetStream plugin's stream, its dead-letter
+/// stream and its dedup bucket, and a core plugin's key-value bucket. A
+/// stream that was there before is used as it is, with one warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_host_creates_has_the_replicas_it_is_told() {
+    let _turn = CLUSTER.lock().await;
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client().await;
+    let js = jetstream::new(client.clone());
+    // Made by the test with one replica, before the host starts.
+    let single = js
+        .create_stream(stream::Config {
+            name: "TALLY_DLQ".into(),
+            subjects: vec!["dlq.tally.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create TALLY_DLQ");
+    assert_eq!(single.cached_info().config.num_replicas, 1);
+
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "echo",
+        "[delivery]\ndead_letter_prefix = \"dlq.echo.\"\ndead_letter_stream = \"ECHO_DLQ\"\n\
+         create_dead_letter_stream = true\n\
+         [jetstream]\nstream = \"IN\"\ncreate_stream = true\nstream_subjects = [\"test.echo\"]\n\
+         dedup = \"json:/event_id\"\n",
+    );
+    dir.add_with_manifest(
+        "tally",
+        "[capabilities]\nkeyvalue = [\"tally\"]\n\
+         [delivery]\ndead_letter_prefix = \"dlq.tally.\"\ndead_letter_stream = \"TALLY_DLQ\"\n\
+         create_dead_letter_stream = true\n",
+    );
+    let host = Host::start(&dir.path(), &cluster.urls(), &["--replicas", "3"]);
+    host.wait_for_log("host ready", None, WAIT).await;
+    let context = || format!("{}\n{}", host.log_report(), cluster.log_report());
+    assert_eq!(host.count_logs("plugin rejected", None), 0, "{}", context());
+
+    // Both plugins serve: tally opens (and so creates) its bucket.
+    let mut tallies = subscribe(&client, "test.tally.out").await;
+    publish(&client, "test.tally", &[], b"apples").await;
+    let msg = next_message(&mut tallies, WAIT, "tally's count", &host).await;
+    assert_eq!(msg.payload.as_ref(), b"1");
+    let mut echoes = subscribe(&client, "test.echo.out").await;
+    publish_durably(&js, "test.echo", "o-1", br#"{"event_id":"o-1"}"#.to_vec()).await;
+    let msg = next_message(&mut echoes, WAIT, "echo's answer", &host).await;
+    assert_eq!(msg.payload.as_ref(), br#"{"event_id":"o-1"}"#);
+
+    for name in ["IN", "ECHO_DLQ", "KV_evhost-dedup", "KV_tally"] {
+        let info = retrying(&format!("stream {name}'s info"), &context, || async {
+            let mut stream = js.get_stream(name).await.map_err(|e| e.to_string())?;
+            stream.info().await.cloned().map_err(|e| e.to_string())
+        })
+        .await;
+        assert_eq!(info.config.num_replicas, 3, "{name}: {:?}", info.config);
+        let placed = info.cluster.as_ref().map_or(0, |c| c.replicas.len() + 1);
+        assert_eq!(
+            placed, 3,
+            "{name} is not on every server: {:?}",
+            info.cluster
+        );
+    }
+
+    // The stream that was there is not touched, and said so once.
+    let mut single = js.get_stream("TALLY_DLQ").await.expect("TALLY_DLQ");
+    let info = single.info().await.expect("TALLY_DLQ info");
+    assert_eq!(info.config.num_replicas, 1);
+    let warnings = host.find_logs(|l| {
+        l.message()
+            .is_some_and(|m| m.starts_with("the stream has fewer replicas"))
+    });
+    assert_eq!(warnings.len(), 1, "{}", context());
+    assert_eq!(
+        warnings[0].field_str("stream").as_deref(),
+        Some("TALLY_DLQ")
+    );
+    assert_eq!(warnings[0].level(), Some("WARN"));
 }

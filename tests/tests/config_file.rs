@@ -4,7 +4,8 @@
 //! column; the file's `[limits]`, `[delivery]` and `[jetstream]` reach the
 //! plugins whose manifests leave them out, and only those (`[jetstream]`
 //! only JetStream plugins); the example in `deploy/`
-//! starts a host.
+//! starts a host; a `replicas` count the server cannot keep rejects the
+//! plugin that would create a stream, and only that one.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -144,6 +145,10 @@ async fn a_mistake_in_the_config_file_is_one_line_with_its_line_and_column() {
         (
             "[delivery]\nack_wait = \"5s\"\n",
             ":2:1: unknown field `ack_wait`",
+        ),
+        (
+            "plugins = \"p\"\nreplicas = 9\n",
+            ":2:12: replicas: replicas must be a whole number from 1 to 5",
         ),
     ] {
         let config = write_config(etc.path(), text);
@@ -312,4 +317,61 @@ async fn the_deploy_example_config_runs_a_host() {
         Some(timeout.trim().parse().unwrap()),
         "{plugins}"
     );
+}
+
+/// `replicas = 3` in the file against a single server: the plugin that
+/// would create a stream is rejected with one line naming the stream and
+/// the server's reason; the host keeps serving the others; a flag of 1
+/// overrides the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_a_single_server_cannot_keep_reject_the_plugin_that_creates_a_stream() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let client = connect(&url).await;
+    let dir = PluginDir::new();
+    dir.add("echo");
+    dir.add_with_manifest(
+        "counter",
+        "[jetstream]\nstream = \"COUNTS\"\ncreate_stream = true\nstream_subjects = [\"test.counter\"]\n",
+    );
+    let etc = tempfile::tempdir().unwrap();
+    let config = write_config(
+        etc.path(),
+        &format!(
+            "plugins = {:?}\nlog_format = \"json\"\nreplicas = 3\n",
+            dir.path().display().to_string()
+        ),
+    );
+    let config = config.to_str().unwrap();
+
+    let host = start_ready(&["run", "--config", config, "--nats", &url], &[]).await;
+    let rejected = host
+        .wait_for_log("plugin rejected", Some("counter"), WAIT)
+        .await;
+    let error = rejected.field_str("error").unwrap_or_default();
+    assert!(
+        error.contains("cannot create stream COUNTS") && error.contains("replicas"),
+        "{error}\n{}",
+        host.log_report()
+    );
+    assert!(!error.contains('\n'), "{error}");
+    assert_eq!(echo_roundtrip(&client, &host, "still served").await, "1");
+    let js = async_nats::jetstream::new(client.clone());
+    assert!(js.get_stream("COUNTS").await.is_err(), "COUNTS was made");
+    drop(host);
+
+    // The flag over the file: one replica, which the server keeps.
+    let host = start_ready(
+        &["run", "--config", config, "--nats", &url, "--replicas", "1"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        host.count_logs("plugin rejected", None),
+        0,
+        "{}",
+        host.log_report()
+    );
+    let mut counts = js.get_stream("COUNTS").await.expect("COUNTS made");
+    assert_eq!(counts.info().await.unwrap().config.num_replicas, 1);
 }
