@@ -159,6 +159,9 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     if !stopped {
         loop {
+            // A plugin whose NATS side could not be set up is loaded again
+            // when its delay is over (`unbound.rs`).
+            let retry = registry.next_retry();
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -170,6 +173,11 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
                     }
                 }
                 Some(name) = watcher.next() => settling.touch(name, Instant::now()),
+                () = tokio::time::sleep_until(retry.unwrap_or_else(far_future)), if retry.is_some() => {
+                    for (name, load) in registry.retry_due(tokio::time::Instant::now()) {
+                        loads.start(&name, load);
+                    }
+                }
                 _ = tick.tick(), if !settling.is_empty() => {
                     for name in settling.ready(Instant::now(), |n| watcher::fingerprint(&dir, n)) {
                         let load = registry.begin(&name);
@@ -217,4 +225,9 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
             "stopped without flushing the last outputs: NATS did not take them within {FLUSH_TIMEOUT:?} (disconnected?)"
         ),
     }
+}
+
+/// An instant no retry waits for (the branch that would is disabled).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
 }

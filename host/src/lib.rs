@@ -79,4 +79,5 @@ pub(crate) mod striped_metrics;
 pub(crate) mod subject;
 pub(crate) mod text_table;
 pub mod trace_context;
+pub(crate) mod unbound;
 pub(crate) mod watcher;

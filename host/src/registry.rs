@@ -27,6 +27,7 @@ use crate::runtime::Runtime;
 use crate::serve::serve;
 use crate::shard::Shards;
 use crate::slot::{Control, Slot};
+use crate::unbound::Unbound;
 
 /// How long a reload waits for the serve task to bind a changed plugin's
 /// new subjects before it says "plugin reloaded" anyway.
@@ -64,6 +65,9 @@ pub struct Registry {
     defaults: PluginDefaults,
     /// Every served plugin's dead-letter prefix: no plugin publishes there.
     reserved: DeadLetterPrefixes,
+    /// Plugins with no version serving whose NATS side could not be set up:
+    /// loaded again after a delay.
+    unbound: Unbound,
 }
 
 /// The files of plugin `name` in `dir`.
@@ -122,6 +126,7 @@ impl Registry {
             board: Default::default(),
             defaults: PluginDefaults::default(),
             reserved: DeadLetterPrefixes::default(),
+            unbound: Unbound::default(),
         }
     }
 
@@ -142,8 +147,46 @@ impl Registry {
     fn reject(&mut self, name: &str, file: &Path, error: String) {
         tracing::error!(plugin = name, file = %file.display(), error = %error, "plugin rejected");
         self.rejected.insert(name.to_string());
+        self.unbound.clear(name);
         self.board.rejected(name, file, &error);
         self.metrics.reload(name, Reload::Rejected, None);
+    }
+
+    /// Reports that `name`'s NATS side could not be set up (`error`, about
+    /// `file`). With a version serving, that version keeps serving, as for
+    /// any rejection; with none, the plugin is loaded again after a delay
+    /// (`unbound.rs`).
+    fn not_bound(&mut self, name: &str, file: &Path, error: String) {
+        if self.plugins.contains_key(name) {
+            self.reject(name, file, error);
+            return;
+        }
+        let retry_in = self.unbound.failed(name, tokio::time::Instant::now());
+        tracing::error!(
+            plugin = name, file = %file.display(), error = %error,
+            retry_in_ms = retry_in.as_millis() as u64, "plugin rejected"
+        );
+        self.rejected.insert(name.to_string());
+        self.board.rejected(name, file, &error);
+        self.metrics.reload(name, Reload::Rejected, None);
+    }
+
+    /// When the next plugin waiting to bind is due to be loaded again.
+    pub fn next_retry(&self) -> Option<tokio::time::Instant> {
+        self.unbound.next_due()
+    }
+
+    /// Loads every plugin whose retry is due at `now` (see
+    /// [`Registry::begin`]); returns each with its load, if any.
+    pub fn retry_due(&mut self, now: tokio::time::Instant) -> Vec<(String, Option<Load>)> {
+        let due = self.unbound.due(now);
+        due.into_iter()
+            .map(|name| {
+                tracing::info!(plugin = %name, "loading the plugin again: its NATS side could not be set up");
+                let load = self.begin(&name);
+                (name, load)
+            })
+            .collect()
     }
 
     /// Has every plugin's dead letters kept in a stream, created where none
@@ -347,7 +390,7 @@ impl Registry {
         };
         if let Err(err) = self.ensure_dead_letter_stream(&plugin).await {
             let manifest_file = manifest_path(&self.dir, &name);
-            self.reject(
+            self.not_bound(
                 &name,
                 &manifest_file,
                 crate::errors::one_line(&format!("{err:#}")),
@@ -415,10 +458,10 @@ impl Registry {
             tokio::spawn(serve(CoreNats { shards }, slot.clone(), orders, ready))
         };
         match subscribed.await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => self.unbound.clear(&name),
             Ok(Err(err)) => {
                 let file = manifest_path(&self.dir, &name);
-                self.reject(&name, &file, crate::errors::one_line(&format!("{err:#}")));
+                self.not_bound(&name, &file, crate::errors::one_line(&format!("{err:#}")));
                 return;
             }
             Err(_) => {
@@ -470,6 +513,7 @@ impl Registry {
     /// Stops serving `name`: its subscriptions are drained and the messages
     /// it took are finished in the background.
     pub fn remove(&mut self, name: &str) {
+        self.unbound.clear(name);
         self.board.removed(name);
         if self.plugins.contains_key(name) {
             self.metrics.reload(name, Reload::Removed, None);

@@ -638,3 +638,64 @@ async fn a_long_handler_keeps_its_message_with_in_progress_acks() {
     assert_eq!(info.num_redelivered, 0, "never redelivered: {info:?}");
     assert_eq!(echo_calls(&host), 1, "handled once\n{}", host.log_report());
 }
+
+/// A plugin whose stream is not there when the host starts is rejected in
+/// one line that says when it is tried again, and serves once the stream is
+/// made: no file change, no restart. (A host that starts while the servers
+/// restart meets the same: JetStream answers only after a moment.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_whose_stream_comes_later_serves_once_it_is_there() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+    let dir = PluginDir::new();
+    dir.add_with_manifest("echo", "[jetstream]\nstream = \"IN\"\n");
+    dir.add("counter");
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let rejected = host
+        .wait_for_log("plugin rejected", Some("echo"), WAIT)
+        .await;
+    let error = rejected.field_str("error").unwrap_or_default();
+    assert!(error.contains("stream IN not found"), "{error}");
+    assert_eq!(
+        rejected.field("retry_in_ms").and_then(|v| v.as_u64()),
+        Some(1000),
+        "{}",
+        host.log_report()
+    );
+    // Still not there at the first retry: rejected again, a longer wait.
+    let again = host
+        .wait_for_log_count("plugin rejected", Some("echo"), 2, WAIT)
+        .await;
+    assert_eq!(
+        again.field("retry_in_ms").and_then(|v| v.as_u64()),
+        Some(2000)
+    );
+    // The other plugin serves meanwhile.
+    let mut counts = subscribe(&client, "test.counter.out").await;
+    publish(&client, "test.counter", &[], b"").await;
+    next_message(&mut counts, WAIT, "counter's answer", &host).await;
+
+    in_stream(&js, "test.echo").await;
+    host.wait_for_log("plugin loaded", Some("echo"), WAIT).await;
+    let mut echoes = subscribe(&client, "test.echo.out").await;
+    js.publish("test.echo", "after".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let msg = next_message(&mut echoes, WAIT, "echo's answer", &host).await;
+    assert_eq!(msg.payload.as_ref(), b"after");
+    // Bound: no more retries.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rejections = host.count_logs("plugin rejected", Some("echo"));
+    assert!(rejections >= 2, "{}", host.log_report());
+    let loads = host.count_logs("plugin loaded", Some("echo"));
+    assert_eq!(loads, 1, "{}", host.log_report());
+    assert_eq!(
+        host.count_logs("plugin rejected", Some("echo")),
+        rejections,
+        "tried again after it bound\n{}",
+        host.log_report()
+    );
+}
