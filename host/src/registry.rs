@@ -145,11 +145,8 @@ impl Registry {
     /// Logs that `name`'s `file` was refused for `error`, and remembers it
     /// (for `/plugins`, and to log the fix); a version serving keeps serving.
     fn reject(&mut self, name: &str, file: &Path, error: String) {
-        tracing::error!(plugin = name, file = %file.display(), error = %error, "plugin rejected");
-        self.rejected.insert(name.to_string());
         self.unbound.clear(name);
-        self.board.rejected(name, file, &error);
-        self.metrics.reload(name, Reload::Rejected, None);
+        self.rejected_because(name, file, &error, None);
     }
 
     /// Reports that `name`'s NATS side could not be set up (`error`, about
@@ -159,15 +156,25 @@ impl Registry {
     fn not_bound(&mut self, name: &str, file: &Path, error: String) {
         if self.plugins.contains_key(name) {
             self.reject(name, file, error);
-            return;
+        } else {
+            let retry_in = self.unbound.failed(name, tokio::time::Instant::now());
+            self.rejected_because(name, file, &error, Some(retry_in));
         }
-        let retry_in = self.unbound.failed(name, tokio::time::Instant::now());
-        tracing::error!(
-            plugin = name, file = %file.display(), error = %error,
-            retry_in_ms = retry_in.as_millis() as u64, "plugin rejected"
-        );
+    }
+
+    /// The `plugin rejected` line (with when it is tried again, if it is),
+    /// `/plugins` and the reload counter.
+    fn rejected_because(
+        &mut self,
+        name: &str,
+        file: &Path,
+        error: &str,
+        retry_in: Option<std::time::Duration>,
+    ) {
+        let retry_in_ms = retry_in.map(|d| d.as_millis() as u64);
+        tracing::error!(plugin = name, file = %file.display(), error = %error, retry_in_ms, "plugin rejected");
         self.rejected.insert(name.to_string());
-        self.board.rejected(name, file, &error);
+        self.board.rejected(name, file, error);
         self.metrics.reload(name, Reload::Rejected, None);
     }
 
