@@ -16,6 +16,11 @@ use crate::{poll, port};
 /// How often a starting server is asked whether it accepts connections.
 const STARTUP_POLL: Duration = Duration::from_millis(10);
 
+/// What nats-server logs once it accepts clients. A start waits for it in
+/// the log of this start, not only for the port to answer: a port can
+/// answer for another process that took it meanwhile.
+const READY_LINE: &str = "Server is ready";
+
 /// How many ports a start tries: one found free can be taken before the
 /// server binds it, and the server then exits at once.
 const TRIES: usize = 5;
@@ -222,6 +227,8 @@ impl NatsServer {
     /// connections; kills it when it does not in time.
     fn spawn(&mut self) -> Result<(), Error> {
         let store = self.store();
+        // Where this start's log begins (a restart appends to the file).
+        let log_start = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
         let log = File::options()
             .create(true)
             .append(true)
@@ -265,13 +272,14 @@ impl NatsServer {
         let child = self.child.insert(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let timeout = self.options.startup_timeout;
+        let log_path = self.folder.path().join("nats-server.log");
         let outcome = poll::blocking(timeout, STARTUP_POLL, || {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(Err(status));
             }
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                .is_ok()
-                .then_some(Ok(()))
+            let ready = logged_since(&log_path, log_start, READY_LINE)
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+            ready.then_some(Ok(()))
         });
         match outcome {
             Some(Ok(())) => Ok(()),
@@ -295,6 +303,14 @@ impl NatsServer {
     }
 }
 
+/// Whether the file at `path` holds `line` after its first `from` bytes.
+fn logged_since(path: &std::path::Path, from: u64, line: &str) -> bool {
+    std::fs::read(path).is_ok_and(|log| {
+        let new = log.get(from as usize..).unwrap_or_default();
+        String::from_utf8_lossy(new).contains(line)
+    })
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
@@ -316,5 +332,29 @@ fn own_process_group(command: &mut Command) {
                 Ok(())
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_this_start_logged_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nats-server.log");
+        assert!(!logged_since(&path, 0, READY_LINE), "no file yet");
+        std::fs::write(&path, "[INF] Server is ready\n").unwrap();
+        assert!(logged_since(&path, 0, READY_LINE));
+        let restart = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            !logged_since(&path, restart, READY_LINE),
+            "the last start's"
+        );
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("[INF] Starting nats-server\n[INF] Server is ready\n");
+        std::fs::write(&path, text).unwrap();
+        assert!(logged_since(&path, restart, READY_LINE));
+        assert!(!logged_since(&path, u64::MAX, READY_LINE));
     }
 }
