@@ -173,7 +173,12 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
                     }
                 }
                 Some(name) = watcher.next() => settling.touch(name, Instant::now()),
-                () = tokio::time::sleep_until(retry.unwrap_or_else(far_future)), if retry.is_some() => {
+                () = async {
+                    match retry {
+                        Some(due) => tokio::time::sleep_until(due).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     for (name, load) in registry.retry_due(tokio::time::Instant::now()) {
                         loads.start(&name, load);
                     }
@@ -225,9 +230,4 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
             "stopped without flushing the last outputs: NATS did not take them within {FLUSH_TIMEOUT:?} (disconnected?)"
         ),
     }
-}
-
-/// An instant no retry waits for (the branch that would is disabled).
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86_400)
 }

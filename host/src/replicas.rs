@@ -10,7 +10,7 @@
 //! process), since the data in it is then lost with fewer servers than the
 //! operator planned for.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -103,14 +103,13 @@ pub async fn get_or_create(
 /// Logs (once per stream and process) that the stream `config` describes
 /// holds fewer replicas than `replicas`.
 pub fn warn_if_fewer(config: &stream::Config, replicas: Replicas) {
-    static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    static WARNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     if !replicas.wanted_over(config.num_replicas) {
         return;
     }
     let first = WARNED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashSet::new)
         .insert(config.name.clone());
     if first {
         tracing::warn!(

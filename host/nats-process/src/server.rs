@@ -228,11 +228,12 @@ impl NatsServer {
     fn spawn(&mut self) -> Result<(), Error> {
         let store = self.store();
         // Where this start's log begins (a restart appends to the file).
-        let log_start = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
+        let log_path = self.log_path();
+        let log_start = std::fs::metadata(&log_path).map_or(0, |m| m.len());
         let log = File::options()
             .create(true)
             .append(true)
-            .open(self.log_path())
+            .open(&log_path)
             .map_err(Error::Folder)?;
         let mut command = Command::new(&self.exe);
         match &self.options.config {
@@ -272,7 +273,6 @@ impl NatsServer {
         let child = self.child.insert(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let timeout = self.options.startup_timeout;
-        let log_path = self.folder.path().join("nats-server.log");
         let outcome = poll::blocking(timeout, STARTUP_POLL, || {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(Err(status));
