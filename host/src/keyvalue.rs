@@ -1,4 +1,4 @@
-//! `wasi:keyvalue` (store and atomics, 0.2.0-draft2) for plugins, backed by
+//! `wasi:keyvalue` (store, atomics and batch, 0.2.0-draft2) for plugins, backed by
 //! NATS JetStream key-value buckets, so state is shared by every host and
 //! survives restarts; or, for `evhost invoke` without a broker, by memory.
 //!
@@ -7,7 +7,10 @@
 //! is the NATS bucket `stock` (stream `KV_stock`); evhost creates it when it
 //! is missing (with the host's `--replicas`), and two plugins that name the same bucket share it. A
 //! compare-and-swap remembers the revision it read and writes only at that
-//! revision, so of two hosts racing on one key exactly one wins.
+//! revision, so of two hosts racing on one key exactly one wins. A batch
+//! checks every key (and value) before it touches any, holds at most
+//! [`MAX_BATCH`] keys, and reads or writes up to [`BATCH_IN_FLIGHT`] of them
+//! at once; what `get-many` returns must fit in the plugin's memory.
 //!
 //! A call made on a shard goes over that shard's own connection (whose task
 //! runs on the shard's thread), so a get or a swap is one round trip to
@@ -24,12 +27,18 @@ use crate::kv_memory::MemoryBuckets;
 use crate::replicas::Replicas;
 use crate::runtime::State;
 use crate::runtime::wasi::keyvalue::atomics::{self, CasError};
+use crate::runtime::wasi::keyvalue::batch;
 use crate::runtime::wasi::keyvalue::store::{self, Error, KeyResponse};
 
 /// Keys per `list-keys` page.
 const PAGE: usize = 1000;
 /// Tries of an increment that keeps losing races before it gives up.
 const INCREMENT_TRIES: usize = 100;
+/// Keys one batch call may hold.
+pub const MAX_BATCH: usize = 1000;
+/// Reads or writes of one batch in flight at once (each one request to
+/// nats-server over the same connection).
+const BATCH_IN_FLIGHT: usize = 32;
 
 /// Where the buckets live. Cheap to clone; one per host.
 #[derive(Clone)]
@@ -153,6 +162,31 @@ pub fn check_key(key: &str) -> Result<(), Error> {
             "invalid key {key:?}: use letters, digits and - / _ = . (not at the start or end, no ..), at most 1024 bytes"
         )))
     }
+}
+
+/// Every key of a batch of `keys`, if there are not too many and each is
+/// valid: the first fault found, before anything is read or written.
+pub fn check_batch<'a>(keys: impl ExactSizeIterator<Item = &'a str>) -> Result<(), Error> {
+    if keys.len() > MAX_BATCH {
+        return Err(Error::Other(format!(
+            "a batch of {} keys is over the limit of {MAX_BATCH}",
+            keys.len()
+        )));
+    }
+    keys.into_iter().try_for_each(check_key)
+}
+
+/// Counts `more` bytes read by a `get-many` into `total`: an error once the
+/// whole exceeds `limit`, the plugin's memory, which the answer could not
+/// fit in anyway.
+fn count_read(total: &mut usize, more: usize, limit: usize) -> Result<(), Error> {
+    *total = total.saturating_add(more);
+    if *total > limit {
+        return Err(Error::Other(format!(
+            "get-many: the values come to more than {limit} bytes, over the limit of the plugin's memory (limits.memory_mb)"
+        )));
+    }
+    Ok(())
 }
 
 fn nats_error(e: impl std::fmt::Display) -> Error {
@@ -442,6 +476,79 @@ impl atomics::Host for State {
     }
 }
 
+impl batch::Host for State {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Handle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, Error>> {
+        use futures::StreamExt as _;
+        let handle = self.bucket(&bucket)?;
+        if let Err(e) = check_batch(keys.iter().map(String::as_str)) {
+            return Ok(Err(e));
+        }
+        let limit = self.memory.limit();
+        let mut values = Vec::with_capacity(keys.len());
+        let mut total = 0;
+        let mut reads = futures::stream::iter(keys)
+            .map(|key| {
+                let handle = &handle;
+                async move { Ok::<_, Error>(handle.entry(&key).await?.map(|(_, v)| (key, v))) }
+            })
+            .buffered(BATCH_IN_FLIGHT);
+        while let Some(read) = reads.next().await {
+            let value = match read {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            let size = value.as_ref().map_or(0, |(k, v)| k.len() + v.len());
+            if let Err(e) = count_read(&mut total, size, limit) {
+                return Ok(Err(e));
+            }
+            values.push(value);
+        }
+        Ok(Ok(values))
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Handle>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        use futures::TryStreamExt as _;
+        let handle = self.bucket(&bucket)?;
+        let checked = check_batch(key_values.iter().map(|(k, _)| k.as_str()))
+            .and_then(|()| key_values.iter().try_for_each(|(_, v)| self.check_value(v)));
+        if let Err(e) = checked {
+            return Ok(Err(e));
+        }
+        Ok(futures::stream::iter(key_values.into_iter().map(Ok))
+            .try_for_each_concurrent(BATCH_IN_FLIGHT, |(key, value)| {
+                let handle = &handle;
+                async move { handle.put(&key, value).await }
+            })
+            .await)
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Handle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        use futures::TryStreamExt as _;
+        let handle = self.bucket(&bucket)?;
+        if let Err(e) = check_batch(keys.iter().map(String::as_str)) {
+            return Ok(Err(e));
+        }
+        Ok(futures::stream::iter(keys.into_iter().map(Ok))
+            .try_for_each_concurrent(BATCH_IN_FLIGHT, |key| {
+                let handle = &handle;
+                async move { handle.delete(&key).await }
+            })
+            .await)
+    }
+}
+
 impl atomics::HostCas for State {
     async fn new(
         &mut self,
@@ -506,5 +613,36 @@ mod tests {
         assert_eq!(third.keys.len(), 500);
         assert_eq!(third.cursor, None);
         assert_eq!(page(Vec::new(), None).keys.len(), 0);
+    }
+
+    #[test]
+    fn a_batch_is_checked_whole_before_anything_is_done() {
+        let keys = |v: &'static [&'static str]| v.iter().copied();
+        assert!(check_batch(keys(&[])).is_ok());
+        assert!(check_batch(keys(&["a", "b.c"])).is_ok());
+        let Err(Error::Other(why)) = check_batch(keys(&["a", "b c", ".d"])) else {
+            panic!("an invalid key accepted")
+        };
+        assert!(why.starts_with("invalid key \"b c\""), "{why}");
+
+        let many: Vec<String> = (0..=MAX_BATCH).map(|i| format!("k{i}")).collect();
+        assert!(check_batch(many[..MAX_BATCH].iter().map(String::as_str)).is_ok());
+        let Err(Error::Other(why)) = check_batch(many.iter().map(String::as_str)) else {
+            panic!("{} keys accepted", many.len())
+        };
+        assert_eq!(why, "a batch of 1001 keys is over the limit of 1000");
+    }
+
+    #[test]
+    fn what_get_many_reads_must_fit_the_plugins_memory() {
+        let mut total = 0;
+        assert!(count_read(&mut total, 600, 1000).is_ok());
+        assert!(count_read(&mut total, 400, 1000).is_ok());
+        let Err(Error::Other(why)) = count_read(&mut total, 1, 1000) else {
+            panic!("1001 bytes fit in 1000")
+        };
+        assert!(why.contains("over the limit"), "{why}");
+        let mut total = usize::MAX - 1;
+        assert!(count_read(&mut total, 10, usize::MAX - 1).is_err());
     }
 }

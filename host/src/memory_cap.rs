@@ -43,6 +43,11 @@ impl MemoryCap {
         self.memories
     }
 
+    /// The cap in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// The cap in MiB, for messages.
     pub fn limit_mb(&self) -> usize {
         self.limit >> 20

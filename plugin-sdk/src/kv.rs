@@ -9,6 +9,8 @@
 //! let left: i64 = stock.increment("apples", -1)?;
 //! // Read, change, write back; retried when another host wrote in between.
 //! stock.update("pears", |count: Option<u32>| Ok(Some(count.unwrap_or(0) + 1)))?;
+//! // Several keys in one call (at most 1000; not atomic).
+//! let counts: Vec<Option<u32>> = stock.get_many(&["apples", "pears"])?;
 //! # Ok(()) }
 //! ```
 //!
@@ -22,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::HandlerError;
-use crate::bindings::wasi::keyvalue::{atomics, store};
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 
 /// How many times [`Bucket::update`] retries after losing a race.
 const UPDATE_TRIES: usize = 1000;
@@ -160,6 +162,42 @@ impl Bucket {
         }
     }
 
+    /// The JSON values at `keys`, decoded as `T`, in the order asked (`None`:
+    /// no value), read in one call. At most 1000 keys.
+    pub fn get_many<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<Vec<Option<T>>, KvError> {
+        let asked: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let values = batch::get_many(&self.inner, &asked).map_err(|e| self.err(e))?;
+        if values.len() != keys.len() {
+            return Err(KvError::Store(format!(
+                "get-many of {} keys answered {} values",
+                keys.len(),
+                values.len()
+            )));
+        }
+        keys.iter()
+            .zip(values)
+            .map(|(key, value)| value.map(|(_, bytes)| decode(key, &bytes)).transpose())
+            .collect()
+    }
+
+    /// Stores each value as JSON at its key, in one call. At most 1000 pairs;
+    /// every key and value is checked first (an invalid one writes nothing),
+    /// but a store failing part way may leave some written and others not.
+    pub fn set_many<T: Serialize>(&self, pairs: &[(&str, T)]) -> Result<(), KvError> {
+        let encoded = pairs
+            .iter()
+            .map(|(key, value)| Ok((key.to_string(), encode(value)?)))
+            .collect::<Result<Vec<_>, KvError>>()?;
+        batch::set_many(&self.inner, &encoded).map_err(|e| self.err(e))
+    }
+
+    /// Removes every key in `keys` (those with no value are skipped), in one
+    /// call. At most 1000 keys.
+    pub fn delete_many(&self, keys: &[&str]) -> Result<(), KvError> {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        batch::delete_many(&self.inner, &keys).map_err(|e| self.err(e))
+    }
+
     /// Adds `delta` to the number at `key` (0 when absent), atomically, and
     /// returns the new number.
     pub fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
@@ -275,6 +313,10 @@ mod tests {
             store_error(
                 "b",
                 store::Error::Other("value of 9 bytes is over the limit of 1".into()),
+            ),
+            store_error(
+                "b",
+                store::Error::Other("a batch of 1001 keys is over the limit of 1000".into()),
             ),
             KvError::Json("x".into()),
         ];

@@ -275,3 +275,142 @@ async fn a_value_over_the_limit_is_refused() {
     let bucket = js.get_key_value("tally").await.expect("bucket");
     assert_eq!(bucket.get("plums").await.unwrap().unwrap().as_ref(), b"9");
 }
+
+/// Asks tally (in batch mode) to count `keys` and returns its answer.
+async fn tally_batch(
+    client: &async_nats::Client,
+    out: &mut async_nats::Subscriber,
+    keys: &str,
+    host: &Host,
+) -> String {
+    publish(client, "test.tally", &[], keys.as_bytes()).await;
+    let msg = next_message(out, WAIT, &format!("tally's answer to {keys:.40}"), host).await;
+    String::from_utf8_lossy(&msg.payload).into_owned()
+}
+
+/// `wasi:keyvalue/batch`: one `get-many`, `set-many` or `delete-many` reads,
+/// writes or deletes many keys of the real bucket; a batch with an invalid
+/// key or value changes nothing, one of over 1000 keys is refused, and a
+/// `get-many` whose values the plugin's memory could not hold is an error,
+/// not a host holding them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_read_write_and_delete_many_keys_in_one_call() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    // Counts up to 9 fit in one byte; 10 does not.
+    dir.add_with_manifest(
+        "tally",
+        &format!(
+            "[config]\nmode = \"batch\"\n[limits]\nkv_max_value_bytes = 1\nmemory_mb = 8\n{TALLY}"
+        ),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let mut out = subscribe(&client, "test.tally.out").await;
+    let mut dead = subscribe(&client, "dlq.test.tally").await;
+
+    assert_eq!(
+        tally_batch(&client, &mut out, "a b c", &host).await,
+        "1 1 1"
+    );
+    assert_eq!(
+        tally_batch(&client, &mut out, "a b d", &host).await,
+        "2 2 1"
+    );
+    let js = jetstream::new(client.clone());
+    let bucket = js.get_key_value("tally").await.expect("bucket tally");
+    let stored = |key: &'static str| {
+        let bucket = bucket.clone();
+        async move { bucket.get(key).await.expect("get").map(|v| v.to_vec()) }
+    };
+    for (key, value) in [("a", "2"), ("b", "2"), ("c", "1"), ("d", "1")] {
+        assert_eq!(
+            stored(key).await.as_deref(),
+            Some(value.as_bytes()),
+            "{key}"
+        );
+    }
+
+    assert_eq!(
+        tally_batch(&client, &mut out, "- a c zz", &host).await,
+        "deleted 3"
+    );
+    assert_eq!(stored("a").await, None);
+    assert_eq!(stored("c").await, None);
+    assert_eq!(tally_batch(&client, &mut out, "a b", &host).await, "1 3");
+
+    // An invalid key: refused before anything is read or written.
+    publish(&client, "test.tally", &[], b"b x..y").await;
+    let letter = next_dead_letter(&mut dead, "the batch with an invalid key", &host).await;
+    letter.assert_about("test.tally", "tally", "permanent", 1, &host);
+    assert!(
+        letter.error.contains("invalid key \"x..y\""),
+        "{}",
+        letter.error
+    );
+    assert_eq!(stored("b").await.as_deref(), Some(&b"3"[..]));
+
+    // A value over the limit: the whole set-many writes nothing.
+    for _ in 0..6 {
+        tally_batch(&client, &mut out, "b e", &host).await;
+    }
+    assert_eq!(stored("b").await.as_deref(), Some(&b"9"[..]));
+    publish(&client, "test.tally", &[], b"e b").await;
+    let letter = next_dead_letter(&mut dead, "the batch with a value over the limit", &host).await;
+    letter.assert_about("test.tally", "tally", "permanent", 1, &host);
+    assert!(
+        letter.error.contains("over the limit of 1"),
+        "{}",
+        letter.error
+    );
+    assert_eq!(
+        stored("e").await.as_deref(),
+        Some(&b"6"[..]),
+        "e was not written"
+    );
+
+    // 1000 keys in one call; 1001 refused.
+    let keys = |n: usize| {
+        (0..n)
+            .map(|i| format!("n{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let counts = tally_batch(&client, &mut out, &keys(1000), &host).await;
+    assert_eq!(counts, vec!["1"; 1000].join(" "));
+    assert_eq!(stored("n999").await.as_deref(), Some(&b"1"[..]));
+    publish(&client, "test.tally", &[], keys(1001).as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the batch of 1001 keys", &host).await;
+    letter.assert_about("test.tally", "tally", "permanent", 1, &host);
+    assert!(
+        letter
+            .error
+            .contains("a batch of 1001 keys is over the limit of 1000"),
+        "{}",
+        letter.error
+    );
+    assert_eq!(stored("n1000").await, None);
+
+    // Values written by someone else that the plugin's 8 MiB could not hold.
+    let big = vec![b'7'; 900 * 1024];
+    let mut names = Vec::new();
+    for i in 0..12 {
+        let key = format!("big{i}");
+        bucket
+            .put(&key, big.clone().into())
+            .await
+            .expect("put a big value");
+        names.push(key);
+    }
+    publish(&client, "test.tally", &[], names.join(" ").as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the get-many over the memory cap", &host).await;
+    letter.assert_about("test.tally", "tally", "permanent", 1, &host);
+    assert!(
+        letter.error.contains("the plugin's memory"),
+        "{}",
+        letter.error
+    );
+
+    // The plugin still serves.
+    assert_eq!(tally_batch(&client, &mut out, "a", &host).await, "2");
+}
