@@ -1,7 +1,9 @@
 //! Whether the host is ready to take messages, as `/readyz` reports it:
 //! connected to NATS (every connection: the main one and each shard's),
-//! every plugin in the folder loaded or reported as failed with its
-//! consumers bound, and not draining.
+//! every plugin in the folder loaded with its consumers bound or rejected
+//! for good (a broken file: the host has done all it can), none waiting to
+//! bind (its stream not there yet, JetStream not answering: the host is
+//! still getting there, `unbound.rs`), and not draining.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,11 +17,13 @@ pub struct Readiness {
     /// Each connection that must be up, by the name metrics show.
     clients: Mutex<Vec<(String, Client)>>,
     loaded: AtomicBool,
+    /// The plugins waiting to bind, in name order.
+    waiting: Mutex<Vec<String>>,
     draining: AtomicBool,
 }
 
 /// Why the host is not ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotReady {
     /// Stopping: finishing messages in flight.
     #[error("draining: the host is stopping")]
@@ -30,6 +34,10 @@ pub enum NotReady {
     /// The plugins of the folder are still being loaded.
     #[error("loading plugins")]
     Loading,
+    /// These plugins (names, comma-separated) have no version serving and
+    /// are loaded again until their NATS side can be set up.
+    #[error("waiting to bind {0} (its stream or JetStream not available yet; tried again)")]
+    Binding(String),
 }
 
 impl Readiness {
@@ -56,6 +64,11 @@ impl Readiness {
         self.loaded.store(true, Ordering::Release);
     }
 
+    /// The plugins that wait to bind now (none: an empty list).
+    pub fn waiting_to_bind(&self, plugins: Vec<String>) {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = plugins;
+    }
+
     /// The host has begun to stop.
     pub fn draining(&self) {
         self.draining.store(true, Ordering::Release);
@@ -68,23 +81,32 @@ impl Readiness {
             && clients
                 .iter()
                 .all(|(_, c)| c.connection_state() == State::Connected);
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         verdict(
             self.draining.load(Ordering::Acquire),
             connected,
             self.loaded.load(Ordering::Acquire),
+            &waiting,
         )
     }
 }
 
-/// Ready when not draining, connected, and loaded; otherwise the first of
-/// these that fails, in that order.
-fn verdict(draining: bool, connected: bool, loaded: bool) -> Result<(), NotReady> {
+/// Ready when not draining, connected, loaded and with no plugin `waiting`
+/// to bind; otherwise the first of these that fails, in that order.
+fn verdict(
+    draining: bool,
+    connected: bool,
+    loaded: bool,
+    waiting: &[String],
+) -> Result<(), NotReady> {
     if draining {
         Err(NotReady::Draining)
     } else if !connected {
         Err(NotReady::Disconnected)
     } else if !loaded {
         Err(NotReady::Loading)
+    } else if !waiting.is_empty() {
+        Err(NotReady::Binding(waiting.join(", ")))
     } else {
         Ok(())
     }
@@ -95,12 +117,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_only_when_connected_loaded_and_not_draining() {
-        assert_eq!(verdict(false, true, true), Ok(()));
-        assert_eq!(verdict(false, true, false), Err(NotReady::Loading));
-        assert_eq!(verdict(false, false, true), Err(NotReady::Disconnected));
-        assert_eq!(verdict(true, true, true), Err(NotReady::Draining));
-        assert_eq!(verdict(true, false, false), Err(NotReady::Draining));
+    fn ready_only_when_connected_loaded_bound_and_not_draining() {
+        let none: &[String] = &[];
+        let two = ["echo".to_string(), "tally".to_string()];
+        assert_eq!(verdict(false, true, true, none), Ok(()));
+        assert_eq!(verdict(false, true, false, none), Err(NotReady::Loading));
+        assert_eq!(
+            verdict(false, false, true, none),
+            Err(NotReady::Disconnected)
+        );
+        assert_eq!(verdict(true, true, true, none), Err(NotReady::Draining));
+        assert_eq!(verdict(true, false, false, &two), Err(NotReady::Draining));
+        assert_eq!(verdict(false, true, false, &two), Err(NotReady::Loading));
+        let waiting = verdict(false, true, true, &two).unwrap_err();
+        assert_eq!(waiting, NotReady::Binding("echo, tally".into()));
+        assert_eq!(
+            waiting.to_string(),
+            "waiting to bind echo, tally (its stream or JetStream not available yet; tried again)"
+        );
     }
 
     #[test]

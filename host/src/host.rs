@@ -150,6 +150,7 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
             else => break,
         }
     }
+    readiness.waiting_to_bind(registry.waiting_to_bind());
     if !stopped {
         readiness.loaded();
         tracing::info!(plugins = registry.len(), nats = %options.nats.servers, dir = %dir.display(), "host ready");
@@ -159,6 +160,7 @@ pub async fn run(options: HostOptions, shutdown: impl Future<Output = ()>) -> an
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     if !stopped {
         loop {
+            readiness.waiting_to_bind(registry.waiting_to_bind());
             // A plugin whose NATS side could not be set up is loaded again
             // when its delay is over (`unbound.rs`).
             let retry = registry.next_retry();

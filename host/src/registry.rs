@@ -178,6 +178,12 @@ impl Registry {
         self.metrics.reload(name, Reload::Rejected, None);
     }
 
+    /// The plugins with no version serving that wait to bind, in name
+    /// order (`unbound.rs`).
+    pub fn waiting_to_bind(&self) -> Vec<String> {
+        self.unbound.names()
+    }
+
     /// When the next plugin waiting to bind is due to be loaded again.
     pub fn next_retry(&self) -> Option<tokio::time::Instant> {
         self.unbound.next_due()

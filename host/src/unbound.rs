@@ -61,6 +61,13 @@ impl Unbound {
         self.retries.remove(name);
     }
 
+    /// The plugins waiting to bind, in name order.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.retries.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// When the next retry is due, if any is waiting.
     pub fn next_due(&self) -> Option<Instant> {
         self.retries.values().map(|r| r.due).min()
