@@ -160,6 +160,9 @@ export class Bucket {
   delete(key: string): void;
   exists(key: string): boolean;
   keys(): string[];
+  getMany(keys: string[]): unknown[];
+  setMany(pairs: Array<[string, unknown]>): void;
+  deleteMany(keys: string[]): void;
   increment(key: string, delta?: number | bigint): number | bigint;
   update<T>(key: string, change: (current: T | undefined) => T | undefined): T | undefined;
 }

@@ -9,6 +9,7 @@
 //     if (s.available === 0) throw new PermanentError("sold out");
 //     return { ...s, available: s.available - 1 };
 //   });
+//   const [a, b] = stock.getMany(["a", "b"]);                // one call, ≤ 1000 keys
 //
 // A write happens when it is made: it is not undone when the handler later
 // fails and the message is retried. Failures are thrown as the errors a
@@ -17,6 +18,7 @@
 // that is unreachable, or a key fought over, `TransientError`s.
 
 import { increment, swap, Cas } from "wasi:keyvalue/atomics@0.2.0-draft2";
+import { deleteMany, getMany, setMany } from "wasi:keyvalue/batch@0.2.0-draft2";
 import { open } from "wasi:keyvalue/store@0.2.0-draft2";
 import { PermanentError, TransientError } from "./errors.js";
 import { DecodeError, parseJson } from "./json.js";
@@ -132,6 +134,30 @@ export class Bucket {
       if (page.cursor === undefined) return all;
       cursor = page.cursor;
     }
+  }
+
+  /** The JSON values at `keys`, in the order asked (`undefined` for a key
+   * with no value), read in one call. At most 1000 keys. */
+  getMany(keys) {
+    const found = this.#call(() => getMany(this.inner, keys));
+    if (found.length !== keys.length) {
+      throw new TransientError(`key-value: get-many of ${keys.length} keys answered ${found.length} values`);
+    }
+    return found.map((pair, i) => (pair === undefined ? undefined : decodeValue(keys[i], pair[1])));
+  }
+
+  /** Stores each `[key, value]` of `pairs` as JSON, in one call. At most
+   * 1000 pairs; every key and value is checked first (an invalid one writes
+   * nothing), but a store failing part way may leave some written. */
+  setMany(pairs) {
+    const encoded = pairs.map(([key, value]) => [key, encodeValue(key, value)]);
+    this.#call(() => setMany(this.inner, encoded));
+  }
+
+  /** Removes every key of `keys` (those with no value are skipped), in one
+   * call. At most 1000 keys. */
+  deleteMany(keys) {
+    this.#call(() => deleteMany(this.inner, keys));
   }
 
   /** Adds `delta` (default 1) to the number at `key` (0 when absent),

@@ -12,8 +12,16 @@
 //   idempotency key. Following `[config]`: `fail_attempts = N` fails
 //   attempts 1 to N as transient, `unavailable = true` every attempt; an
 //   order whose total is not the sum of its items is permanent.
+// - `test.jstally` (raw): key-value state through the SDK's `Bucket`, in the
+//   bucket `[config] bucket` names (default `tally`). The payload `KEY`
+//   adds 1 at KEY with `update` (a compare-and-swap), `inc KEY` with
+//   `increment`; `many K1 K2 …` reads them with one `getMany` and writes
+//   each plus 1 with one `setMany`; `drop K1 K2 …` deletes them with one
+//   `deleteMany`. It answers on `test.jstally.out`: the new counts,
+//   space-separated, or `deleted N`.
 
 import {
+  Bucket,
   Outgoing,
   PermanentError,
   TransientError,
@@ -72,5 +80,24 @@ export function register(version) {
         version,
       }),
     ];
+  });
+
+  handler({ subject: "test.jstally", raw: true }, function tally(msg) {
+    const bucket = Bucket.open(config("bucket") ?? "tally");
+    const [verb, ...keys] = msg.text().split(" ");
+    let answer;
+    if (verb === "inc") {
+      answer = String(bucket.increment(keys[0], 1));
+    } else if (verb === "many") {
+      const counts = bucket.getMany(keys).map((n) => (n ?? 0) + 1);
+      bucket.setMany(keys.map((key, i) => [key, counts[i]]));
+      answer = counts.join(" ");
+    } else if (verb === "drop") {
+      bucket.deleteMany(keys);
+      answer = `deleted ${keys.length}`;
+    } else {
+      answer = String(bucket.update(verb, (n) => (n ?? 0) + 1));
+    }
+    return new Outgoing("test.jstally.out", answer);
   });
 }
