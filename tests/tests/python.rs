@@ -531,3 +531,91 @@ async fn python_reload_under_steady_stream_loses_and_duplicates_nothing() {
     // Python folder under plugins/).
     assert!(wasm("payment").is_file());
 }
+
+/// Publishes `payload` to echo-py's tally and returns its answer.
+async fn pytally(
+    client: &async_nats::Client,
+    out: &mut async_nats::Subscriber,
+    host: &Host,
+    payload: &str,
+) -> String {
+    publish(client, "test.pytally", &[], payload.as_bytes()).await;
+    let msg = next_message(out, WAIT, &format!("pytally's answer to {payload:?}"), host).await;
+    String::from_utf8_lossy(&msg.payload).into_owned()
+}
+
+/// The Python SDK's `evhost_sdk.kv.Bucket` against a real JetStream bucket:
+/// a compare-and-swap update, the atomic increment, and one `get_many`,
+/// `set_many` and `delete_many` each for several keys; the state is the NATS
+/// bucket's (the test reads it there). A bucket the manifest does not grant
+/// is a permanent error, a batch with an invalid key changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_handler_keeps_state_in_a_granted_bucket() {
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.write_manifest(
+        "echo-py",
+        "[capabilities]\nkeyvalue = [\"tally\"]\n[delivery]\nmax_attempts = 1\n",
+    );
+    dir.add_as("echo-py", &python_wasm("echo-py"));
+    let host = start_host(&dir, &nats.url()).await;
+    let mut out = subscribe(&client, "test.pytally.out").await;
+    let mut dead = subscribe(&client, "dlq.test.pytally").await;
+
+    assert_eq!(pytally(&client, &mut out, &host, "apples").await, "1");
+    assert_eq!(pytally(&client, &mut out, &host, "apples").await, "2");
+    assert_eq!(pytally(&client, &mut out, &host, "inc pears").await, "1");
+    assert_eq!(
+        pytally(&client, &mut out, &host, "many apples plums").await,
+        "3 1"
+    );
+    assert_eq!(
+        pytally(&client, &mut out, &host, "many apples plums figs").await,
+        "4 2 1"
+    );
+
+    let bucket = async_nats::jetstream::new(client.clone())
+        .get_key_value("tally")
+        .await
+        .expect("bucket tally");
+    let stored = |key: &'static str| {
+        let bucket = bucket.clone();
+        async move { bucket.get(key).await.expect("get").map(|v| v.to_vec()) }
+    };
+    assert_eq!(stored("apples").await.as_deref(), Some(&b"4"[..]));
+    assert_eq!(stored("pears").await.as_deref(), Some(&b"1"[..]));
+
+    assert_eq!(
+        pytally(&client, &mut out, &host, "drop apples figs").await,
+        "deleted 2"
+    );
+    assert_eq!(stored("apples").await, None);
+    assert_eq!(stored("plums").await.as_deref(), Some(&b"2"[..]));
+
+    publish(&client, "test.pytally", &[], b"many plums x..y").await;
+    let letter = next_dead_letter(&mut dead, "the batch with an invalid key", &host).await;
+    letter.assert_about("test.pytally", "echo-py", "permanent", 1, &host);
+    assert!(
+        letter.error.contains("invalid key \"x..y\""),
+        "{}",
+        letter.error
+    );
+    assert_eq!(stored("plums").await.as_deref(), Some(&b"2"[..]));
+
+    // The same plugin, told to use a bucket its manifest does not grant.
+    dir.write_manifest(
+        "echo-py",
+        "[config]\nbucket = \"secrets\"\n[capabilities]\nkeyvalue = [\"tally\"]\n[delivery]\nmax_attempts = 1\n",
+    );
+    host.wait_for_log("plugin reloaded", Some("echo-py"), COMPILE_WAIT)
+        .await;
+    publish(&client, "test.pytally", &[], b"apples").await;
+    let letter = next_dead_letter(&mut dead, "the refused bucket", &host).await;
+    letter.assert_about("test.pytally", "echo-py", "permanent", 1, &host);
+    assert!(
+        letter.error.contains("'secrets' is not granted"),
+        "{}",
+        letter.error
+    );
+}

@@ -12,6 +12,11 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import types as wit
 
+# componentize-py keeps only the binding modules imported while the component
+# is built: these are imported here, with the export every plugin imports, so
+# `evhost_sdk.kv` finds them when a handler first opens a bucket.
+from wit_world.imports import atomics, batch, store  # noqa: F401
+
 from . import crash, registry
 from .errors import Permanent, Transient
 from .message import Message
