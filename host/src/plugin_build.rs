@@ -37,6 +37,10 @@ pub const WIT_FILES: &[(&str, &str)] = &[
         include_str!("../../wit/deps/keyvalue/atomics.wit"),
     ),
     (
+        "deps/keyvalue/batch.wit",
+        include_str!("../../wit/deps/keyvalue/batch.wit"),
+    ),
+    (
         "deps/keyvalue/store.wit",
         include_str!("../../wit/deps/keyvalue/store.wit"),
     ),
@@ -325,6 +329,38 @@ fn build_js(dir: &Path, entry: &str, wit: &Path, out: &Path) -> anyhow::Result<(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// Every file of the repository's `wit/` is embedded, so the WIT that
+    /// `evhost build` hands the tools is whole (a world naming an interface
+    /// whose file is missing does not build).
+    #[test]
+    fn the_embedded_wit_is_every_file_of_wit() {
+        fn files(dir: &Path, under: &Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    files(&path, under, found);
+                } else {
+                    let rel = path.strip_prefix(under).unwrap();
+                    found.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let mut on_disk = Vec::new();
+        files(&wit, &wit, &mut on_disk);
+        on_disk.sort();
+        let mut embedded: Vec<String> = WIT_FILES.iter().map(|(p, _)| p.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+        for (path, text) in WIT_FILES {
+            assert_eq!(
+                *text,
+                std::fs::read_to_string(wit.join(path)).unwrap(),
+                "{path}"
+            );
+        }
+    }
 
     fn detect_in(files: &[(&str, &str)]) -> anyhow::Result<Project> {
         let files: HashMap<String, String> = files
