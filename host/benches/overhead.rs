@@ -1724,7 +1724,7 @@ fn build_javascript(root: &Path, b: &ComponentBuild) -> Result<PathBuf, componen
         &["node_modules"],
     )?;
     component_cache::cached(root, "js-wasm", &digest, b.name, |out| {
-        component_cache::componentize_js(root, &entry, b.name, out)
+        component_cache::componentize_js(root, &entry, b.name, out, false)
     })
 }
 

@@ -12,8 +12,10 @@
 //!   `[tool.evhost] module` names; NAME is `[project] name`, else the
 //!   folder's): `componentize-py -d WIT -w handler componentize -p DIR MODULE`;
 //! - a JavaScript package (`package.json`, entry `main`, else `app.js`; NAME
-//!   is its `name`): componentize-js's `-w WIT -n handler -d http -d
-//!   fetch-event`, run in DIR (it maps the folder it runs in, nothing else).
+//!   is its `name`): componentize-js's `-w WIT -n handler -d fetch-event`,
+//!   and `-d http` unless `package.json` says `"evhost": {"http": true}` (then
+//!   the component imports wasi:http and `fetch` works), run in DIR (it maps
+//!   the folder it runs in, nothing else).
 //!
 //! The WIT is the one this evhost serves, embedded in the binary and written
 //! to a temporary folder for the tool. A missing tool is one line naming it
@@ -57,8 +59,13 @@ pub enum Project {
     Rust { name: String, lib: String },
     /// A Python app module (`app` for `app.py`).
     Python { name: String, module: String },
-    /// A JavaScript entry module, relative to the folder.
-    JavaScript { name: String, entry: String },
+    /// A JavaScript entry module, relative to the folder; `http`: built
+    /// importing wasi:http (`"evhost": {"http": true}` in `package.json`).
+    JavaScript {
+        name: String,
+        entry: String,
+        http: bool,
+    },
 }
 
 impl Project {
@@ -146,7 +153,12 @@ pub fn detect(dir_name: &str, read: impl Fn(&str) -> Option<String>) -> anyhow::
             // `@scope/name` is `name`.
             .map(|n| n.rsplit('/').next().unwrap_or(n).to_string())
             .unwrap_or_else(|| dir_name.to_string());
-        return Ok(Project::JavaScript { name, entry });
+        let http = match doc.get("evhost").and_then(|e| e.get("http")) {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(other) => bail!("package.json: evhost.http must be true or false, not {other}"),
+        };
+        return Ok(Project::JavaScript { name, entry, http });
     }
     bail!(
         "{dir_name} is not a handler project: no Cargo.toml (Rust), app.py (Python) or package.json (JavaScript)"
@@ -212,7 +224,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     match &project {
         Project::Rust { lib, .. } => build_rust(&dir, lib, &out)?,
         Project::Python { module, .. } => build_python(&dir, module, wit.path(), &out)?,
-        Project::JavaScript { entry, .. } => build_js(&dir, entry, wit.path(), &out)?,
+        Project::JavaScript { entry, http, .. } => build_js(&dir, entry, *http, wit.path(), &out)?,
     }
     Ok(out)
 }
@@ -297,7 +309,7 @@ fn build_python(dir: &Path, module: &str, wit: &Path, out: &Path) -> anyhow::Res
 /// componentize-js's command-line entry under a `node_modules`.
 const JS_CLI: &str = "node_modules/@bytecodealliance/componentize-js/src/cli.js";
 
-fn build_js(dir: &Path, entry: &str, wit: &Path, out: &Path) -> anyhow::Result<()> {
+fn build_js(dir: &Path, entry: &str, http: bool, wit: &Path, out: &Path) -> anyhow::Result<()> {
     let install = format!(
         "in {}, run `npm install --save-dev --save-exact @bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION} @bytecodealliance/preview2-shim@0.25.0` (or `npm ci --prefix path/to/evhost/js-sdk` and set EVHOST_SDK_PATH)",
         dir.display()
@@ -307,18 +319,18 @@ fn build_js(dir: &Path, entry: &str, wit: &Path, out: &Path) -> anyhow::Result<(
         .chain(find_sdk_root(None).map(|root| root.join("js-sdk").join(JS_CLI)))
         .find(|cli| cli.is_file())
         .ok_or_else(|| anyhow!("componentize-js not found: {install}"))?;
-    let output = run(
-        Command::new("node")
-            .current_dir(dir)
-            .arg(&cli)
-            .arg(entry)
-            .arg("-w")
-            .arg(wit)
-            .args(["-n", "handler", "-d", "http", "-d", "fetch-event", "-o"])
-            .arg(out),
-        "node",
-        "install Node.js 20 (with npm)",
-    )?;
+    let mut cmd = Command::new("node");
+    cmd.current_dir(dir)
+        .arg(&cli)
+        .arg(entry)
+        .arg("-w")
+        .arg(wit)
+        .args(["-n", "handler", "-d", "fetch-event"]);
+    if !http {
+        cmd.args(["-d", "http"]);
+    }
+    cmd.arg("-o").arg(out);
+    let output = run(&mut cmd, "node", "install Node.js 20 (with npm)")?;
     if !output.status.success() {
         return Err(failed("componentize-js", &output));
     }
@@ -424,17 +436,34 @@ mod tests {
             detect_in(&[("package.json", pkg), ("index.js", "")]).unwrap(),
             Project::JavaScript {
                 name: "greeter".into(),
-                entry: "index.js".into()
+                entry: "index.js".into(),
+                http: false,
             }
         );
         assert_eq!(
             detect_in(&[("package.json", "{}"), ("app.js", "")]).unwrap(),
             Project::JavaScript {
                 name: "folder".into(),
-                entry: "app.js".into()
+                entry: "app.js".into(),
+                http: false,
             }
         );
         assert!(detect_in(&[("package.json", "{}")]).is_err());
+        let with_http = r#"{"evhost": {"http": true}}"#;
+        assert_eq!(
+            detect_in(&[("package.json", with_http), ("app.js", "")]).unwrap(),
+            Project::JavaScript {
+                name: "folder".into(),
+                entry: "app.js".into(),
+                http: true,
+            }
+        );
+        let wrong = r#"{"evhost": {"http": "yes"}}"#;
+        let err = detect_in(&[("package.json", wrong), ("app.js", "")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "package.json: evhost.http must be true or false, not \"yes\""
+        );
     }
 
     #[test]

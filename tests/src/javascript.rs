@@ -9,7 +9,8 @@
 //!
 //! - `audit-js`: `plugins/audit-js` (the order flow's audit in JavaScript);
 //! - `echo-js` and `echo-js-v2`: `tests/plugins-js/echo-js`, built from
-//!   `v1/app.js` or `v2/app.js` (replies say `echo-version: 1` or `2`).
+//!   `v1/app.js` or `v2/app.js` (replies say `echo-version: 1` or `2`),
+//!   importing wasi:http so their `fetch` works.
 //!
 //! componentize-js runs from the workspace's root, which it maps into the
 //! build, so the plugins import the SDK by its path (`../../js-sdk/src/...`).
@@ -36,6 +37,8 @@ struct Build {
     name: &'static str,
     entry: &'static str,
     folder: &'static str,
+    /// Built importing wasi:http, so `fetch` works.
+    http: bool,
 }
 
 const BUILDS: &[Build] = &[
@@ -43,16 +46,19 @@ const BUILDS: &[Build] = &[
         name: "audit-js",
         entry: "plugins/audit-js/app.js",
         folder: "plugins/audit-js",
+        http: false,
     },
     Build {
         name: "echo-js",
         entry: "tests/plugins-js/echo-js/v1/app.js",
         folder: "tests/plugins-js/echo-js",
+        http: true,
     },
     Build {
         name: "echo-js-v2",
         entry: "tests/plugins-js/echo-js/v2/app.js",
         folder: "tests/plugins-js/echo-js",
+        http: true,
     },
 ];
 
@@ -121,13 +127,18 @@ fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
     use evhost_nats_process::component_cache::{cached, componentize_js, digest};
     let digest = digest(
         root,
-        &[COMPONENTIZE_JS_VERSION, b.name, b.entry],
+        &[
+            COMPONENTIZE_JS_VERSION,
+            b.name,
+            b.entry,
+            if b.http { "http" } else { "" },
+        ],
         &["js-sdk/src", b.folder, "wit"],
         &["node_modules"],
     )
     .map_err(|e| e.to_string())?;
     cached(root, "js-wasm", &digest, b.name, |out| {
-        componentize_js(root, b.entry, b.name, out)
+        componentize_js(root, b.entry, b.name, out, b.http)
     })
     .map_err(|e| e.to_string())
 }

@@ -193,3 +193,54 @@ fn new_refuses_a_bad_name_and_an_existing_folder() {
     assert_eq!(no_sdk.code, Some(1), "{no_sdk}");
     assert!(no_sdk.stderr.contains("--sdk"), "{no_sdk}");
 }
+
+/// A JavaScript project whose `package.json` says `"evhost": {"http":
+/// true}` is built importing wasi:http (so its `fetch` works); without it,
+/// not. `evhost check` says which.
+#[test]
+fn a_js_project_that_asks_for_http_imports_it() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = workspace();
+    let made = evhost(
+        &[
+            "new",
+            "caller-js",
+            "--lang",
+            "js",
+            "--dir",
+            parent.path().to_str().unwrap(),
+            "--sdk",
+            root.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(made.code, Some(0), "evhost new:\n{made}");
+    let project = parent.path().join("caller-js");
+    let wasm = project.join("caller-js.wasm");
+    let check = || {
+        let out = evhost_with_timeout(
+            &["check", wasm.to_str().unwrap()],
+            None,
+            Duration::from_secs(300),
+        );
+        assert_eq!(out.code, Some(0), "evhost check:\n{out}");
+        out.stdout
+    };
+
+    let built = evhost_long(&project, &[], &["build"]);
+    assert_eq!(built.code, Some(0), "evhost build:\n{built}");
+    assert!(!check().contains("capability: wasi:http"));
+
+    let manifest = project.join("package.json");
+    let mut package: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    package["evhost"] = serde_json::json!({ "http": true });
+    std::fs::write(&manifest, package.to_string()).unwrap();
+    let built = evhost_long(&project, &[], &["build"]);
+    assert_eq!(built.code, Some(0), "evhost build:\n{built}");
+    let checked = check();
+    assert!(
+        checked.contains("capability: wasi:http (not granted: every request is refused)"),
+        "{checked}"
+    );
+}

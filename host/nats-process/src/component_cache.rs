@@ -159,27 +159,27 @@ pub const COMPONENTIZE_JS_CLI: &str =
 
 /// Builds the JavaScript plugin `name` from `entry` (a path relative to the
 /// workspace's `root`) into `out` with the workspace's componentize-js,
-/// against the WIT in `wit/`, importing no wasi:http. Runs from the root,
-/// with paths relative to it: componentize-js maps the folder it runs in
-/// into the build, and names the modules in stack traces by their path in it
+/// against the WIT in `wit/`; with `http`, importing wasi:http (so `fetch`
+/// works), else not. Runs from the root, with paths relative to it:
+/// componentize-js maps the folder it runs in into the build, and names the
+/// modules in stack traces by their path in it
 /// (`tests/plugins-js/echo-js/echo.js`).
-pub fn componentize_js(root: &Path, entry: &str, name: &str, out: &Path) -> Result<(), Error> {
+pub fn componentize_js(
+    root: &Path,
+    entry: &str,
+    name: &str,
+    out: &Path,
+    http: bool,
+) -> Result<(), Error> {
     let mut cmd = Command::new("node");
     cmd.current_dir(root)
         .arg(COMPONENTIZE_JS_CLI)
         .arg(entry)
-        .args([
-            "-w",
-            "wit",
-            "-n",
-            "handler",
-            "-d",
-            "http",
-            "-d",
-            "fetch-event",
-            "-o",
-        ])
-        .arg(out);
+        .args(["-w", "wit", "-n", "handler", "-d", "fetch-event"]);
+    if !http {
+        cmd.args(["-d", "http"]);
+    }
+    cmd.arg("-o").arg(out);
     run_build(cmd, name, "componentize-js", COMPONENTIZE_JS_INSTALL)
 }
 

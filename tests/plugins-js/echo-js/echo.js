@@ -19,6 +19,11 @@
 //   each plus 1 with one `setMany`; `drop K1 K2 …` deletes them with one
 //   `deleteMany`. It answers on `test.jstally.out`: the new counts,
 //   space-separated, or `deleted N`.
+// - `test.jsfetch` (raw): the payload is a URL; POSTs `charge` to it with
+//   `fetch` (the component imports wasi:http), sending the message's
+//   idempotency key as `Idempotency-Key`, and answers on `test.jsfetch.out`
+//   with `STATUS BODY`. A fetch that fails (refused by the host, no
+//   connection) or a 5xx answer is transient.
 
 import {
   Bucket,
@@ -99,5 +104,23 @@ export function register(version) {
       answer = String(bucket.update(verb, (n) => (n ?? 0) + 1));
     }
     return new Outgoing("test.jstally.out", answer);
+  });
+
+  handler({ subject: "test.jsfetch", raw: true }, async function charge(msg) {
+    let res;
+    try {
+      res = await fetch(msg.text(), {
+        method: "POST",
+        body: "charge",
+        headers: { "content-type": "text/plain", "idempotency-key": idempotencyKey() },
+      });
+    } catch (err) {
+      throw new TransientError(`fetch ${msg.text()} failed: ${err.message}`);
+    }
+    const body = await res.text();
+    if (res.status >= 500) {
+      throw new TransientError(`the provider answered ${res.status}`);
+    }
+    return new Outgoing("test.jsfetch.out", `${res.status} ${body}`);
   });
 }
