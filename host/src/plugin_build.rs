@@ -10,7 +10,9 @@
 //!   `DIR/target`); the SDK's bindings carry the WIT already;
 //! - a Python project (`app.py`, or the module a `pyproject.toml`'s
 //!   `[tool.evhost] module` names; NAME is `[project] name`, else the
-//!   folder's): `componentize-py -d WIT -w handler componentize -p DIR MODULE`;
+//!   folder's): `componentize-py -d WIT -w handler componentize -p DIR MODULE`,
+//!   with `-w handler-http` when `[tool.evhost] http = true` (the bindings of
+//!   `wasi:http` that `evhost_sdk.http` uses);
 //! - a JavaScript package (`package.json`, entry `main`, else `app.js`; NAME
 //!   is its `name`): componentize-js's `-w WIT -n handler -d fetch-event`,
 //!   and `-d http` unless `package.json` says `"evhost": {"http": true}` (then
@@ -50,6 +52,31 @@ pub const WIT_FILES: &[(&str, &str)] = &[
         "deps/keyvalue/world.wit",
         include_str!("../../wit/deps/keyvalue/world.wit"),
     ),
+    (
+        "deps/cli/cli.wit",
+        include_str!("../../wit/deps/cli/cli.wit"),
+    ),
+    (
+        "deps/clocks/clocks.wit",
+        include_str!("../../wit/deps/clocks/clocks.wit"),
+    ),
+    (
+        "deps/filesystem/filesystem.wit",
+        include_str!("../../wit/deps/filesystem/filesystem.wit"),
+    ),
+    (
+        "deps/http/http.wit",
+        include_str!("../../wit/deps/http/http.wit"),
+    ),
+    ("deps/io/io.wit", include_str!("../../wit/deps/io/io.wit")),
+    (
+        "deps/random/random.wit",
+        include_str!("../../wit/deps/random/random.wit"),
+    ),
+    (
+        "deps/sockets/sockets.wit",
+        include_str!("../../wit/deps/sockets/sockets.wit"),
+    ),
 ];
 
 /// What a folder holds, and how it is built.
@@ -57,8 +84,13 @@ pub const WIT_FILES: &[(&str, &str)] = &[
 pub enum Project {
     /// A cdylib crate; `lib` is the library's name (the `.wasm`'s stem).
     Rust { name: String, lib: String },
-    /// A Python app module (`app` for `app.py`).
-    Python { name: String, module: String },
+    /// A Python app module (`app` for `app.py`); `http`: built against
+    /// `handler-http` (`[tool.evhost] http = true` in `pyproject.toml`).
+    Python {
+        name: String,
+        module: String,
+        http: bool,
+    },
     /// A JavaScript entry module, relative to the folder; `http`: built
     /// importing wasi:http (`"evhost": {"http": true}` in `package.json`).
     JavaScript {
@@ -119,6 +151,16 @@ pub fn detect(dir_name: &str, read: impl Fn(&str) -> Option<String>) -> anyhow::
             .map(str::to_string)
     });
     let module = named_module.unwrap_or_else(|| "app".to_string());
+    let http = match pyproject
+        .as_ref()
+        .and_then(|doc| doc.get("tool")?.get("evhost")?.get("http"))
+    {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(other) => {
+            bail!("pyproject.toml: [tool.evhost] http must be true or false, not {other}")
+        }
+    };
     let module_file = format!("{}.py", module.replace('.', "/"));
     if read(&module_file).is_some() {
         let name = pyproject
@@ -130,7 +172,7 @@ pub fn detect(dir_name: &str, read: impl Fn(&str) -> Option<String>) -> anyhow::
                     .map(str::to_string)
             })
             .unwrap_or_else(|| dir_name.to_string());
-        return Ok(Project::Python { name, module });
+        return Ok(Project::Python { name, module, http });
     }
     if pyproject.is_some() {
         bail!("pyproject.toml names the module {module}, and there is no {module_file}");
@@ -223,7 +265,9 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     write_wit(wit.path())?;
     match &project {
         Project::Rust { lib, .. } => build_rust(&dir, lib, &out)?,
-        Project::Python { module, .. } => build_python(&dir, module, wit.path(), &out)?,
+        Project::Python { module, http, .. } => {
+            build_python(&dir, module, *http, wit.path(), &out)?
+        }
         Project::JavaScript { entry, http, .. } => build_js(&dir, entry, *http, wit.path(), &out)?,
     }
     Ok(out)
@@ -286,13 +330,20 @@ fn build_rust(dir: &Path, lib: &str, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_python(dir: &Path, module: &str, wit: &Path, out: &Path) -> anyhow::Result<()> {
+fn build_python(
+    dir: &Path,
+    module: &str,
+    http: bool,
+    wit: &Path,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let world = if http { "handler-http" } else { "handler" };
     let output = run(
         Command::new("componentize-py")
             .current_dir(dir)
             .arg("-d")
             .arg(wit)
-            .args(["-w", "handler", "componentize", "-p"])
+            .args(["-w", world, "componentize", "-p"])
             .arg(dir)
             .arg(module)
             .arg("-o")
@@ -414,7 +465,8 @@ mod tests {
             detect_in(&[("app.py", "")]).unwrap(),
             Project::Python {
                 name: "folder".into(),
-                module: "app".into()
+                module: "app".into(),
+                http: false,
             }
         );
         let py = "[project]\nname = \"greeter\"\n[tool.evhost]\nmodule = \"main\"\n";
@@ -422,11 +474,27 @@ mod tests {
             detect_in(&[("pyproject.toml", py), ("main.py", "")]).unwrap(),
             Project::Python {
                 name: "greeter".into(),
-                module: "main".into()
+                module: "main".into(),
+                http: false,
             }
         );
         let err = detect_in(&[("pyproject.toml", py)]).unwrap_err();
         assert!(err.to_string().contains("main.py"), "{err}");
+        let http = "[tool.evhost]\nhttp = true\n";
+        assert_eq!(
+            detect_in(&[("pyproject.toml", http), ("app.py", "")]).unwrap(),
+            Project::Python {
+                name: "folder".into(),
+                module: "app".into(),
+                http: true,
+            }
+        );
+        let wrong = "[tool.evhost]\nhttp = \"yes\"\n";
+        let err = detect_in(&[("pyproject.toml", wrong), ("app.py", "")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pyproject.toml: [tool.evhost] http must be true or false, not \"yes\""
+        );
     }
 
     #[test]

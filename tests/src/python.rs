@@ -8,7 +8,8 @@
 //!
 //! - `payment-py`: `plugins/payment-py` (the order flow's payment in Python);
 //! - `echo-py` and `echo-py-v2`: `tests/plugins-py/echo-py`, with `v1/` or
-//!   `v2/` on its path (replies say `echo-version: 1` or `2`).
+//!   `v2/` on its path (replies say `echo-version: 1` or `2`), against the
+//!   `handler-http` world so `evhost_sdk.http` works.
 //!
 //! A missing or different componentize-py fails the test, naming the tool and
 //! how to install it; nothing is skipped.
@@ -33,6 +34,9 @@ struct Build {
     name: &'static str,
     app_dir: &'static str,
     extra_path: Option<&'static str>,
+    /// The world it is built against: `handler`, or `handler-http` for a
+    /// plugin that calls out over HTTP.
+    world: &'static str,
 }
 
 const BUILDS: &[Build] = &[
@@ -40,16 +44,19 @@ const BUILDS: &[Build] = &[
         name: "payment-py",
         app_dir: "plugins/payment-py",
         extra_path: None,
+        world: "handler",
     },
     Build {
         name: "echo-py",
         app_dir: "tests/plugins-py/echo-py",
         extra_path: Some("tests/plugins-py/echo-py/v1"),
+        world: "handler-http",
     },
     Build {
         name: "echo-py-v2",
         app_dir: "tests/plugins-py/echo-py",
         extra_path: Some("tests/plugins-py/echo-py/v2"),
+        world: "handler-http",
     },
 ];
 
@@ -101,7 +108,7 @@ fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
     use evhost_nats_process::component_cache::{cached, digest, run_build};
     let digest = digest(
         root,
-        &[COMPONENTIZE_PY_VERSION, b.name],
+        &[COMPONENTIZE_PY_VERSION, b.name, b.world],
         &inputs,
         &["__pycache__"],
     )
@@ -113,7 +120,7 @@ fn build_one(root: &Path, b: &Build) -> Result<PathBuf, String> {
             .arg("-d")
             .arg(root.join("wit"))
             .arg("-w")
-            .arg("handler")
+            .arg(b.world)
             .arg("componentize")
             .arg("-p")
             .arg(root.join("python-sdk/src"));

@@ -194,19 +194,20 @@ fn new_refuses_a_bad_name_and_an_existing_folder() {
     assert!(no_sdk.stderr.contains("--sdk"), "{no_sdk}");
 }
 
-/// A JavaScript project whose `package.json` says `"evhost": {"http":
-/// true}` is built importing wasi:http (so its `fetch` works); without it,
-/// not. `evhost check` says which.
-#[test]
-fn a_js_project_that_asks_for_http_imports_it() {
+/// A project that asks for HTTP (`"evhost": {"http": true}` in a
+/// JavaScript `package.json`, `http = true` under `[tool.evhost]` in a Python
+/// `pyproject.toml`) is built importing wasi:http, so `fetch` or
+/// `evhost_sdk.http` works; without it, not. `evhost check` says which.
+fn asks_for_http(lang: &str, ask: impl FnOnce(&Path)) {
     let parent = tempfile::tempdir().unwrap();
     let root = workspace();
+    let name = format!("caller-{lang}");
     let made = evhost(
         &[
             "new",
-            "caller-js",
+            &name,
             "--lang",
-            "js",
+            lang,
             "--dir",
             parent.path().to_str().unwrap(),
             "--sdk",
@@ -215,8 +216,8 @@ fn a_js_project_that_asks_for_http_imports_it() {
         None,
     );
     assert_eq!(made.code, Some(0), "evhost new:\n{made}");
-    let project = parent.path().join("caller-js");
-    let wasm = project.join("caller-js.wasm");
+    let project = parent.path().join(&name);
+    let wasm = project.join(format!("{name}.wasm"));
     let check = || {
         let out = evhost_with_timeout(
             &["check", wasm.to_str().unwrap()],
@@ -229,13 +230,10 @@ fn a_js_project_that_asks_for_http_imports_it() {
 
     let built = evhost_long(&project, &[], &["build"]);
     assert_eq!(built.code, Some(0), "evhost build:\n{built}");
-    assert!(!check().contains("capability: wasi:http"));
+    let checked = check();
+    assert!(!checked.contains("capability: wasi:http"), "{checked}");
 
-    let manifest = project.join("package.json");
-    let mut package: Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    package["evhost"] = serde_json::json!({ "http": true });
-    std::fs::write(&manifest, package.to_string()).unwrap();
+    ask(&project);
     let built = evhost_long(&project, &[], &["build"]);
     assert_eq!(built.code, Some(0), "evhost build:\n{built}");
     let checked = check();
@@ -243,4 +241,28 @@ fn a_js_project_that_asks_for_http_imports_it() {
         checked.contains("capability: wasi:http (not granted: every request is refused)"),
         "{checked}"
     );
+}
+
+#[test]
+fn a_js_project_that_asks_for_http_imports_it() {
+    asks_for_http("js", |project| {
+        let manifest = project.join("package.json");
+        let mut package: Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        package["evhost"] = serde_json::json!({ "http": true });
+        std::fs::write(&manifest, package.to_string()).unwrap();
+    });
+}
+
+#[test]
+fn a_python_project_that_asks_for_http_imports_it() {
+    asks_for_http("python", |project| {
+        let manifest = project.join("pyproject.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert!(
+            text.trim_end().ends_with("[tool.evhost]\nmodule = \"app\""),
+            "{text}"
+        );
+        std::fs::write(&manifest, format!("{}\nhttp = true\n", text.trim_end())).unwrap();
+    });
 }

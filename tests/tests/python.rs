@@ -619,3 +619,91 @@ async fn python_handler_keeps_state_in_a_granted_bucket() {
         letter.error
     );
 }
+
+/// `evhost_sdk.http` in a Python handler built against `handler-http` goes
+/// out through the host's allow-list to a real HTTP server: a granted
+/// destination answers, with the message's idempotency key on every attempt
+/// (the same on the retry of a 503); a 402 is permanent; a destination not on
+/// the list is refused by the host, logged, never connected to, and a
+/// permanent error.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_http_reaches_what_the_manifest_grants_and_nothing_else() {
+    use evhost_tests::provider::Provider;
+    let provider = Provider::start().await;
+    let elsewhere = Provider::start().await;
+    let nats = NatsServer::start();
+    let client = connect(&nats.url()).await;
+    let dir = PluginDir::new();
+    dir.write_manifest(
+        "echo-py",
+        &format!(
+            "[capabilities]\nhttp = [\"{}\"]\n[delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n",
+            provider.url()
+        ),
+    );
+    dir.add_as("echo-py", &python_wasm("echo-py"));
+    let host = start_host(&dir, &nats.url()).await;
+    let mut out = subscribe(&client, "test.pyfetch.out").await;
+    let mut dead = subscribe(&client, "dlq.test.pyfetch").await;
+
+    let url = format!("{}/charges", provider.url());
+    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
+    let answer = next_message(&mut out, WAIT, "the charge's answer", &host).await;
+    let text = String::from_utf8_lossy(&answer.payload);
+    assert!(text.starts_with("200 {\"charge_id\""), "{text}");
+    let charges = provider.requests();
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(charges[0].method, "POST");
+    assert_eq!(charges[0].body, b"charge");
+    let key = charges[0]
+        .header("idempotency-key")
+        .unwrap_or_default()
+        .to_string();
+    assert!(key.starts_with("echo-py:"), "{key:?}");
+
+    // A 503 is transient: retried once, with the same key, then exhausted.
+    let url = format!("{}/status/503", provider.url());
+    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the 503 charge", &host).await;
+    letter.assert_about("test.pyfetch", "echo-py", "exhausted", 2, &host);
+    let failed: Vec<_> = provider
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/status/503")
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    let keys: Vec<_> = failed.iter().map(|r| r.header("idempotency-key")).collect();
+    assert!(
+        keys[0].is_some_and(|k| k.starts_with("echo-py:")),
+        "{keys:?}"
+    );
+    assert_eq!(keys[0], keys[1], "the retry carries the same key");
+    assert_ne!(keys[0], Some(key.as_str()), "another message, another key");
+
+    // A 402 is permanent: one attempt.
+    let url = format!("{}/status/402", provider.url());
+    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the 402 charge", &host).await;
+    letter.assert_about("test.pyfetch", "echo-py", "permanent", 1, &host);
+    assert!(letter.error.contains("HTTP 402"), "{}", letter.error);
+
+    // Not on the list: refused before any connection; permanent.
+    let url = format!("{}/charges", elsewhere.url());
+    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the refused charge", &host).await;
+    letter.assert_about("test.pyfetch", "echo-py", "permanent", 1, &host);
+    assert!(
+        letter
+            .error
+            .contains("refused by the host: http-request-denied"),
+        "{}",
+        letter.error
+    );
+    host.wait_for("the refusal in the log", WAIT, |l| {
+        l.message()
+            .is_some_and(|m| m.starts_with("HTTP request refused"))
+            && l.field_str("url").as_deref() == Some(url.as_str())
+    })
+    .await;
+    assert_eq!(elsewhere.connections(), 0, "{:?}", elsewhere.requests());
+}

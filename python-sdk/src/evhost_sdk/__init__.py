@@ -26,7 +26,7 @@ to be dead-lettered; any other exception traps, like a Rust panic.
 
 from typing import Any
 
-from . import log
+from . import http, log
 from .errors import HandlerError, Permanent, Transient
 from .registry import handler
 from .host import config, idempotency_key
@@ -41,6 +41,7 @@ __all__ = [
     "WitWorld",
     "config",
     "handler",
+    "http",
     "idempotency_key",
     "log",
 ]

@@ -10,12 +10,23 @@ from typing import List
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import types as wit
+
+try:
+    from wit_world.imports import types as wit
+except ImportError:
+    # Built against `handler-http`, where `wasi:http/types` is a `types` too:
+    # componentize-py names each after its package.
+    from wit_world.imports import evhost_plugin_types as wit  # type: ignore[no-redef]
 
 # componentize-py keeps only the binding modules imported while the component
 # is built: these are imported here, with the export every plugin imports, so
-# `evhost_sdk.kv` finds them when a handler first opens a bucket.
+# `evhost_sdk.kv` and `evhost_sdk.http` find them when a handler first calls.
 from wit_world.imports import atomics, batch, store  # noqa: F401
+
+try:
+    from wit_world.imports import outgoing_handler, streams, wasi_http_types  # noqa: F401
+except ImportError:
+    pass  # built against `handler`, which does not import wasi:http
 
 from . import crash, registry
 from .errors import Permanent, Transient

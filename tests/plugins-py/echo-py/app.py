@@ -13,12 +13,17 @@ KEY with `update` (a compare-and-swap), `inc KEY` with `increment`;
 one `set_many`; `drop K1 K2 ...` deletes them with one `delete_many`. It
 answers on `test.pytally.out`: the new counts, space-separated, or
 `deleted N`.
+
+On `test.pyfetch`: the payload is a URL; the plugin POSTs `charge` to it with
+`evhost_sdk.http` (which sends the message's idempotency key), raises what
+`error_for_status` raises for a 4xx or 5xx, and answers on
+`test.pyfetch.out` with `STATUS BODY`.
 """
 
 from echo_version import VERSION
 
 from evhost_sdk import WitWorld  # noqa: F401  (the component's export)
-from evhost_sdk import Message, Outgoing, config, handler
+from evhost_sdk import Message, Outgoing, config, handler, http
 from evhost_sdk.kv import Bucket
 
 
@@ -49,3 +54,9 @@ def tally(msg: Message) -> Outgoing:
     else:
         answer = str(bucket.update(verb, lambda n: (n or 0) + 1))
     return Outgoing("test.pytally.out", answer.encode())
+
+
+@handler(subject="test.pyfetch")
+def fetch(msg: Message) -> Outgoing:
+    answer = http.post(msg.payload.decode(), body=b"charge").error_for_status()
+    return Outgoing("test.pyfetch.out", f"{answer.status} {answer.text()}".encode())
