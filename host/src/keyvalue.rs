@@ -166,7 +166,7 @@ pub fn check_key(key: &str) -> Result<(), Error> {
 
 /// Every key of a batch of `keys`, if there are not too many and each is
 /// valid: the first fault found, before anything is read or written.
-pub fn check_batch<'a>(keys: impl ExactSizeIterator<Item = &'a str>) -> Result<(), Error> {
+fn check_batch<'a>(keys: impl ExactSizeIterator<Item = &'a str>) -> Result<(), Error> {
     if keys.len() > MAX_BATCH {
         return Err(Error::Other(format!(
             "a batch of {} keys is over the limit of {MAX_BATCH}",

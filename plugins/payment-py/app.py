@@ -1,7 +1,7 @@
 """`payment`, in Python: charges an order when it is created.
 
 The same handler as the Rust `plugins/payment`, on the same events with the
-same outputs, subjects and error kinds, in its simulated mode. On
+same outputs, subjects and error kinds. On
 `orders.order.created` it validates the order (items present, every quantity
 positive, `total_cents` equal to the sum of the items), charges a simulated
 provider and emits `payments.payment.completed`, or `payments.payment.failed`
@@ -15,11 +15,15 @@ being unavailable is transient. The simulated provider follows `[config]`:
 - `limit_cents = 100000`: larger orders fail as a business outcome;
 - `version = "v2"`: copied into every output as `handler_version`.
 
-`provider_url` (a real provider over HTTP) is not supported by this example:
-the Python SDK has no HTTP helper yet, so it is a permanent error.
+With `provider_url = "https://…"` in `[config]` (and that URL granted in
+`[capabilities] http`) it charges a real provider instead: `POST
+{provider_url}/charges` with `{"order_id", "customer_id", "amount_cents"}` and
+the message's idempotency key as `Idempotency-Key` (`evhost_sdk.http` sends
+it), so a retried charge is never charged twice. 2xx is a completed payment,
+402 a declined card (permanent), 5xx, 429 and timeouts are transient.
 
-Build: `componentize-py -d ../../wit -w handler componentize app -o payment.wasm`
-(with `evhost-sdk` installed, or `-p ../../python-sdk/src`).
+Build: `componentize-py -d ../../wit -w handler-http componentize app -o
+payment.wasm` (with `evhost-sdk` installed, or `-p ../../python-sdk/src`).
 """
 
 import datetime
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from evhost_sdk import WitWorld  # noqa: F401  (the component's export)
-from evhost_sdk import Message, Outgoing, Permanent, Transient, config, handler, log
+from evhost_sdk import Message, Outgoing, Permanent, Transient, config, handler, http, log
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
@@ -98,6 +102,28 @@ def charge(
     return APPROVED
 
 
+def charge_from_status(status: int) -> str:
+    """What a provider's status means for the charge."""
+    if 200 <= status <= 299:
+        return APPROVED
+    if status == 402:
+        return DECLINED
+    if status == 429 or 500 <= status <= 599:
+        return UNAVAILABLE
+    raise Permanent(f"payment provider answered {status}")
+
+
+def charge_provider(url: str, order: OrderCreated) -> str:
+    """Charges `order` at the provider behind `url`."""
+    request = {
+        "order_id": order.order_id,
+        "customer_id": order.customer_id,
+        "amount_cents": order.total_cents,
+    }
+    response = http.post(f"{url.rstrip('/')}/charges", json=request)
+    return charge_from_status(response.status)
+
+
 def now() -> str:
     """The time in RFC 3339 with milliseconds, as the Rust plugin writes it."""
     t = datetime.datetime.now(datetime.timezone.utc)
@@ -141,15 +167,17 @@ def on_order_created(order: OrderCreated, msg: Message) -> List[Outgoing]:
         }
         return [Outgoing.json("payments.payment.failed", _versioned(failed, version))]
 
-    if config("provider_url") is not None:
-        raise Permanent("provider_url is not supported by the Python payment example (no HTTP)")
-    outcome = charge(
-        order.customer_id,
-        msg.attempt,
-        config("decline_customers"),
-        fail_attempts,
-        unavailable,
-    )
+    provider_url = config("provider_url")
+    if provider_url is not None:
+        outcome = charge_provider(provider_url, order)
+    else:
+        outcome = charge(
+            order.customer_id,
+            msg.attempt,
+            config("decline_customers"),
+            fail_attempts,
+            unavailable,
+        )
     if outcome == UNAVAILABLE:
         raise Transient(f"payment provider unavailable (attempt {msg.attempt})")
     if outcome == DECLINED:

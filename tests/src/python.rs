@@ -6,7 +6,8 @@
 //! every input (the SDK, the plugin's folder, the WIT and the tool's version):
 //! a later run with the same inputs reuses them.
 //!
-//! - `payment-py`: `plugins/payment-py` (the order flow's payment in Python);
+//! - `payment-py`: `plugins/payment-py` (the order flow's payment in Python,
+//!   against `handler-http` for its `provider_url` mode);
 //! - `echo-py` and `echo-py-v2`: `tests/plugins-py/echo-py`, with `v1/` or
 //!   `v2/` on its path (replies say `echo-version: 1` or `2`), against the
 //!   `handler-http` world so `evhost_sdk.http` works.
@@ -44,7 +45,7 @@ const BUILDS: &[Build] = &[
         name: "payment-py",
         app_dir: "plugins/payment-py",
         extra_path: None,
-        world: "handler",
+        world: "handler-http",
     },
     Build {
         name: "echo-py",

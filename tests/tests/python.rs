@@ -707,3 +707,67 @@ async fn python_http_reaches_what_the_manifest_grants_and_nothing_else() {
     .await;
     assert_eq!(elsewhere.connections(), 0, "{:?}", elsewhere.requests());
 }
+
+/// The Python payment with `provider_url` charges a real provider as the
+/// Rust one does: a 503 is retried with the same `Idempotency-Key` until the
+/// charge goes through, and a declined card (402) is a permanent dead letter.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_payment_charges_a_real_provider() {
+    use evhost_tests::provider::Provider;
+    let provider = Provider::start().await;
+    provider.fail_first(2);
+    provider.decline("c-bad");
+    let nats = NatsServer::start();
+    let dir = python_payment(&format!(
+        "[config]\nprovider_url = \"{}\"\n[delivery]\nbackoff = \"10ms\"\n\
+         [capabilities]\nhttp = [\"{}\"]\n",
+        provider.url(),
+        provider.url()
+    ));
+    let host = start_host(&dir, &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut done = subscribe(&client, "payments.payment.completed").await;
+    let mut dead = subscribe(&client, "dlq.orders.order.created").await;
+
+    let order = OrderCreated::new("o-1", "c-1");
+    publish(&client, "orders.order.created", &[], &order.to_bytes()).await;
+    let completed = next_message(&mut done, WAIT, "payment completed", &host).await;
+    assert_eq!(json(&completed)["order_id"], "o-1");
+    let charges: Vec<_> = provider
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/charges")
+        .collect();
+    assert_eq!(charges.len(), 3, "two 503s, then the charge: {charges:?}");
+    let keys: Vec<Option<&str>> = charges
+        .iter()
+        .map(|r| r.header("idempotency-key"))
+        .collect();
+    assert!(
+        keys[0].is_some_and(|k| k.starts_with("payment:")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "one key on every attempt: {keys:?}"
+    );
+    let body: Value = serde_json::from_slice(&charges[2].body).unwrap();
+    assert_eq!(body["order_id"], "o-1");
+    assert_eq!(body["customer_id"], "c-1");
+    assert_eq!(body["amount_cents"], order.total_cents);
+
+    publish(
+        &client,
+        "orders.order.created",
+        &[],
+        &OrderCreated::new("o-2", "c-bad").to_bytes(),
+    )
+    .await;
+    let letter = next_dead_letter(&mut dead, "the declined order", &host).await;
+    letter.assert_about("orders.order.created", "payment", "permanent", 1, &host);
+    assert!(
+        letter.error.contains("card declined for customer c-bad"),
+        "{}",
+        letter.error
+    );
+}
