@@ -167,6 +167,38 @@ export class Bucket {
   update<T>(key: string, change: (current: T | undefined) => T | undefined): T | undefined;
 }
 
+/** What a server answered, read whole. */
+export class HttpResponse {
+  readonly status: number;
+  readonly headers: Array<[string, string]>;
+  readonly body: Uint8Array;
+  header(name: string): string | undefined;
+  text(): string;
+  json(): unknown;
+  isSuccess(): boolean;
+  /** Throws `TransientError` for 5xx, 408 and 429, `PermanentError` for other 4xx. */
+  errorForStatus(): HttpResponse;
+}
+
+export interface HttpOptions {
+  headers?: Record<string, string> | Array<[string, string]>;
+  body?: string | Uint8Array;
+  json?: unknown;
+  /** `false`: send no `Idempotency-Key`. */
+  idempotencyKey?: boolean;
+}
+
+/** `fetch` with evhost's rules: the message's idempotency key on unsafe
+ * methods, a failed fetch as `TransientError`. Needs a component built with
+ * wasi:http (without `-d http`). */
+export const http: {
+  request(method: string, url: string, options?: HttpOptions): Promise<HttpResponse>;
+  get(url: string, options?: HttpOptions): Promise<HttpResponse>;
+  post(url: string, options?: HttpOptions): Promise<HttpResponse>;
+  put(url: string, options?: HttpOptions): Promise<HttpResponse>;
+  delete(url: string, options?: HttpOptions): Promise<HttpResponse>;
+};
+
 /** The component's export (re-export it from your module). */
 export function subscriptions(): string[];
 /** The component's export (re-export it from your module). */

@@ -30,6 +30,12 @@ export { parseJson } from "./json.js";
 export { config, idempotencyKey, log } from "./host.js";
 export { Bucket } from "./kv.js";
 
+import { idempotencyKey } from "./host.js";
+import { createHttp } from "./http.js";
+
+/** `fetch` with evhost's rules (see `http.js`): `http.post(url, { json })`. */
+export const http = createHttp(idempotencyKey);
+
 const registry = new Registry();
 
 /**

@@ -688,12 +688,13 @@ async fn javascript_handler_keeps_state_in_a_granted_bucket() {
     );
 }
 
-/// `fetch` in a JavaScript handler built with wasi:http goes out through the
-/// host's allow-list to a real HTTP server: a granted destination answers,
-/// with the message's idempotency key on every attempt (the same on the
-/// retry of a 503); a destination not on the list is refused by the host,
-/// logged, and never connected to; the handler sees the refusal as a failed
-/// fetch.
+/// The SDK's `http` (over `fetch`) in a JavaScript handler built with
+/// wasi:http goes out through the host's allow-list to a real HTTP server: a
+/// granted destination answers, with the message's idempotency key on every
+/// attempt (the same on the retry of a 503); a 402 is permanent; a
+/// destination not on the list is refused by the host, logged, and never
+/// connected to; the handler sees the refusal as a failed fetch, which is
+/// transient.
 #[tokio::test(flavor = "multi_thread")]
 async fn javascript_fetch_reaches_what_the_manifest_grants_and_nothing_else() {
     use evhost_tests::provider::Provider;
@@ -742,6 +743,13 @@ async fn javascript_fetch_reaches_what_the_manifest_grants_and_nothing_else() {
     );
     assert_eq!(keys[0], keys[1], "the retry carries the same key");
     assert_ne!(keys[0], Some(key.as_str()), "another message, another key");
+
+    // A 402 is permanent: one attempt.
+    let url = format!("{}/status/402", provider.url());
+    publish(&client, "test.jsfetch", &[], url.as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the 402 charge", &host).await;
+    letter.assert_about("test.jsfetch", "echo-js", "permanent", 1, &host);
+    assert!(letter.error.contains("HTTP 402"), "{}", letter.error);
 
     // Not on the list: refused before any connection.
     let url = format!("{}/charges", elsewhere.url());

@@ -19,11 +19,12 @@
 //   each plus 1 with one `setMany`; `drop K1 K2 …` deletes them with one
 //   `deleteMany`. It answers on `test.jstally.out`: the new counts,
 //   space-separated, or `deleted N`.
-// - `test.jsfetch` (raw): the payload is a URL; POSTs `charge` to it with
-//   `fetch` (the component imports wasi:http), sending the message's
-//   idempotency key as `Idempotency-Key`, and answers on `test.jsfetch.out`
-//   with `STATUS BODY`. A fetch that fails (refused by the host, no
-//   connection) or a 5xx answer is transient.
+// - `test.jsfetch` (raw): the payload is a URL; POSTs `charge` to it with the
+//   SDK's `http` (over `fetch`: the component imports wasi:http), which sends
+//   the message's idempotency key as `Idempotency-Key`, throws what
+//   `errorForStatus` throws for a 4xx or 5xx, and answers on
+//   `test.jsfetch.out` with `STATUS BODY`. A fetch that fails (refused by
+//   the host, no connection) is transient.
 
 import {
   Bucket,
@@ -32,6 +33,7 @@ import {
   TransientError,
   config,
   handler,
+  http,
   idempotencyKey,
   log,
   t,
@@ -107,20 +109,8 @@ export function register(version) {
   });
 
   handler({ subject: "test.jsfetch", raw: true }, async function charge(msg) {
-    let res;
-    try {
-      res = await fetch(msg.text(), {
-        method: "POST",
-        body: "charge",
-        headers: { "content-type": "text/plain", "idempotency-key": idempotencyKey() },
-      });
-    } catch (err) {
-      throw new TransientError(`fetch ${msg.text()} failed: ${err.message}`);
-    }
-    const body = await res.text();
-    if (res.status >= 500) {
-      throw new TransientError(`the provider answered ${res.status}`);
-    }
-    return new Outgoing("test.jsfetch.out", `${res.status} ${body}`);
+    const res = await http.post(msg.text(), { body: "charge", headers: { "content-type": "text/plain" } });
+    res.errorForStatus();
+    return new Outgoing("test.jsfetch.out", `${res.status} ${res.text()}`);
   });
 }
