@@ -258,11 +258,9 @@ fn a_js_project_that_asks_for_http_imports_it() {
 fn a_python_project_that_asks_for_http_imports_it() {
     asks_for_http("python", |project| {
         let manifest = project.join("pyproject.toml");
+        // As the template's comment says: uncomment `http = true`.
         let text = std::fs::read_to_string(&manifest).unwrap();
-        assert!(
-            text.trim_end().ends_with("[tool.evhost]\nmodule = \"app\""),
-            "{text}"
-        );
-        std::fs::write(&manifest, format!("{}\nhttp = true\n", text.trim_end())).unwrap();
+        assert!(text.contains("\n# http = true"), "{text}");
+        std::fs::write(&manifest, text.replace("\n# http = true", "\nhttp = true")).unwrap();
     });
 }
