@@ -122,7 +122,13 @@ export function createHttp(keyOf) {
     } catch (err) {
       throw new TransientError(`HTTP ${method.toUpperCase()} ${url} failed: ${err.message}`);
     }
-    const bytes = new Uint8Array(await res.arrayBuffer());
+    let bytes;
+    try {
+      bytes = new Uint8Array(await res.arrayBuffer());
+    } catch (err) {
+      // The body broke off, or is over the host's `http_max_response_bytes`.
+      throw new TransientError(`HTTP ${method.toUpperCase()} ${url} failed reading the answer: ${err.message}`);
+    }
     return new Response(res.status, [...res.headers.entries()], bytes);
   }
   return {

@@ -14,6 +14,7 @@ from evhost_sdk.http import (
     headers_to_send,
     split_url,
     status_error,
+    text_error,
 )
 
 
@@ -93,6 +94,12 @@ class HttpTest(unittest.TestCase):
         self.assertIsInstance(big, Permanent)
         self.assertIn("http-response-body-size (1024)", str(big))
         self.assertIsInstance(code_error(ErrorCode_InternalError("x")), Transient)
+
+    def test_errors_without_a_code_are_sorted_by_their_words(self) -> None:
+        big = text_error("reading the response body: response body size exceeds limit of 1000")
+        self.assertIsInstance(big, Permanent)
+        self.assertIn("too large", str(big))
+        self.assertIsInstance(text_error("reading the response body: timed out"), Transient)
 
 
 if __name__ == "__main__":

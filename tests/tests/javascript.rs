@@ -703,7 +703,8 @@ async fn javascript_fetch_reaches_what_the_manifest_grants_and_nothing_else() {
     let nats = NatsServer::start();
     let client = connect(&nats.url()).await;
     let dir = echo_js(&format!(
-        "[capabilities]\nhttp = [\"{}\"]\n[delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n",
+        "[capabilities]\nhttp = [\"{}\"]\n[delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n\
+         [limits]\nhttp_max_response_bytes = 100000\n",
         provider.url()
     ));
     let host = start_host(&dir, &nats.url()).await;
@@ -750,6 +751,18 @@ async fn javascript_fetch_reaches_what_the_manifest_grants_and_nothing_else() {
     let letter = next_dead_letter(&mut dead, "the 402 charge", &host).await;
     letter.assert_about("test.jsfetch", "echo-js", "permanent", 1, &host);
     assert!(letter.error.contains("HTTP 402"), "{}", letter.error);
+
+    // An answer over `http_max_response_bytes`: the read fails, transient
+    // (fetch does not say why), and the plugin serves on.
+    let url = format!("{}/big/1000000", provider.url());
+    publish(&client, "test.jsfetch", &[], url.as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the oversized answer", &host).await;
+    letter.assert_about("test.jsfetch", "echo-js", "exhausted", 2, &host);
+    assert!(
+        letter.error.contains("failed reading the answer"),
+        "{}",
+        letter.error
+    );
 
     // Not on the list: refused before any connection.
     let url = format!("{}/charges", elsewhere.url());

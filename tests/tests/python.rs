@@ -637,7 +637,8 @@ async fn python_http_reaches_what_the_manifest_grants_and_nothing_else() {
     dir.write_manifest(
         "echo-py",
         &format!(
-            "[capabilities]\nhttp = [\"{}\"]\n[delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n",
+            "[capabilities]\nhttp = [\"{}\"]\n[delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n\
+             [limits]\nhttp_max_response_bytes = 100000\n",
             provider.url()
         ),
     );
@@ -686,6 +687,17 @@ async fn python_http_reaches_what_the_manifest_grants_and_nothing_else() {
     let letter = next_dead_letter(&mut dead, "the 402 charge", &host).await;
     letter.assert_about("test.pyfetch", "echo-py", "permanent", 1, &host);
     assert!(letter.error.contains("HTTP 402"), "{}", letter.error);
+
+    // An answer over `http_max_response_bytes`: permanent.
+    let url = format!("{}/big/1000000", provider.url());
+    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
+    let letter = next_dead_letter(&mut dead, "the oversized answer", &host).await;
+    letter.assert_about("test.pyfetch", "echo-py", "permanent", 1, &host);
+    assert!(
+        letter.error.contains("HTTP response too large"),
+        "{}",
+        letter.error
+    );
 
     // Not on the list: refused before any connection; permanent.
     let url = format!("{}/charges", elsewhere.url());

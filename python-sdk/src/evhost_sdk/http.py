@@ -136,6 +136,17 @@ def code_error(code: Any) -> HandlerError:
     return Transient(f"HTTP request failed: {described}")
 
 
+def text_error(text: str) -> HandlerError:
+    """The handler error for a failure that reached the guest without its
+    `wasi:http` error code: wasmtime 48 passes the errors of a response body
+    stream (a body over the host's size limit, a body that stalls) as a plain
+    I/O error, so its words are all there is to go on."""
+    lowered = text.lower()
+    if "body size exceeds limit" in lowered or "body-size" in lowered:
+        return Permanent(f"HTTP response too large: {text}")
+    return Transient(f"HTTP request failed: {text}")
+
+
 def split_url(url: str) -> Tuple[str, str, str]:
     """`(scheme, authority, path_with_query)` of an absolute http(s) URL;
     `Permanent` for anything else."""
@@ -338,10 +349,7 @@ def _read(response: Any) -> Response:
             except Err as err:
                 if isinstance(err.value, streams.StreamError_Closed):
                     break
-                code = _stream_code(err.value)
-                raise (code_error(code) if code is not None else Transient(
-                    "HTTP request failed: reading the response body"
-                )) from None
+                raise _stream_error(err.value) from None
     finally:
         stream.__exit__(None, None, None)
         incoming.__exit__(None, None, None)
@@ -349,14 +357,16 @@ def _read(response: Any) -> Response:
     return Response(status, headers, b"".join(chunks))
 
 
-def _stream_code(error: Any) -> Any:
-    """The `wasi:http` error code behind a failed read, if the host gave one."""
+def _stream_error(error: Any) -> HandlerError:
+    """The handler error for a failed read of the response body: by the
+    `wasi:http` error code behind it where the host gives one, else by the
+    error's words."""
     from wit_world.imports import wasi_http_types as t
 
     failed = getattr(error, "value", None)
     if failed is None:
-        return None
-    try:
-        return t.http_error_code(failed)
-    except Exception:  # noqa: BLE001  (no code: the caller says what failed)
-        return None
+        return Transient("HTTP request failed: reading the response body")
+    code = t.http_error_code(failed)
+    if code is not None:
+        return code_error(code)
+    return text_error(f"reading the response body: {failed.to_debug_string()}")
