@@ -16,8 +16,8 @@
 //! commands run to their end), `plugin_dir` (built plugins and the folder),
 //! `messages` (the test's NATS client), `dead_letter`, `orders` (the example
 //! event), `jetstream` (consumers and buckets as the server shows them), `listener`
-//! (the host's HTTP endpoints), `otlp` (a trace receiver) and
-//! `poll` (waiting).
+//! (the host's HTTP endpoints), `otlp` (a trace receiver),
+//! `sdk_scenarios` (what every language's SDK must do) and `poll` (waiting).
 
 pub mod certs;
 pub mod component_cache;
@@ -25,6 +25,7 @@ pub mod javascript;
 pub mod otlp;
 pub mod provider;
 pub mod python;
+pub mod sdk_scenarios;
 
 mod cli;
 mod cluster;

@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use evhost_tests::python::python_wasm;
+use evhost_tests::sdk_scenarios::{
+    self, COMPILE_WAIT, Ending, SdkPlugin, start_compiling_host as start_host,
+};
 use evhost_tests::{
     Host, NatsServer, OrderCreated, PluginDir, WAIT, connect, describe, eventually, header,
     next_dead_letter, next_message, pending_message, publish, subscribe, wasm,
@@ -19,22 +22,6 @@ use futures::StreamExt;
 use serde_json::Value;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// How long a host may take to compile a Python component (tens of MB) on a
-/// busy machine before the test gives up: an upper bound, not an assertion.
-const COMPILE_WAIT: Duration = Duration::from_secs(300);
-
-/// Starts a host on `dir` and waits until it is ready, one test at a time:
-/// the first compiles the Python component and fills the compiled-code
-/// cache, so the tests after it load from there instead of all compiling the
-/// same component at once on a shared machine.
-async fn start_host(dir: &PluginDir, url: &str) -> Host {
-    static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _one_at_a_time = STARTING.lock().await;
-    let host = Host::start(&dir.path(), url, &[]);
-    host.wait_for_log("host ready", None, COMPILE_WAIT).await;
-    host
-}
 
 fn json(msg: &async_nats::Message) -> Value {
     serde_json::from_slice(&msg.payload)
@@ -532,192 +519,38 @@ async fn python_reload_under_steady_stream_loses_and_duplicates_nothing() {
     assert!(wasm("payment").is_file());
 }
 
-/// Publishes `payload` to echo-py's tally and returns its answer.
-async fn pytally(
-    client: &async_nats::Client,
-    out: &mut async_nats::Subscriber,
-    host: &Host,
-    payload: &str,
-) -> String {
-    publish(client, "test.pytally", &[], payload.as_bytes()).await;
-    let msg = next_message(out, WAIT, &format!("pytally's answer to {payload:?}"), host).await;
-    String::from_utf8_lossy(&msg.payload).into_owned()
+/// The Python test plugin, for the scenarios every SDK must pass.
+fn echo_py_caller() -> SdkPlugin {
+    SdkPlugin {
+        name: "echo-py",
+        wasm: python_wasm("echo-py"),
+        tally: "test.pytally",
+        fetch: "test.pyfetch",
+        not_granted: "'secrets' is not granted",
+        refused: Ending {
+            kind: "permanent",
+            attempts: 1,
+            says: "refused by the host: http-request-denied",
+        },
+        oversized: Ending {
+            kind: "permanent",
+            attempts: 1,
+            says: "HTTP response too large",
+        },
+    }
 }
 
-/// The Python SDK's `evhost_sdk.kv.Bucket` against a real JetStream bucket:
-/// a compare-and-swap update, the atomic increment, and one `get_many`,
-/// `set_many` and `delete_many` each for several keys; the state is the NATS
-/// bucket's (the test reads it there). A bucket the manifest does not grant
-/// is a permanent error, a batch with an invalid key changes nothing.
+/// `evhost_sdk.kv` against a real bucket (`sdk_scenarios`).
 #[tokio::test(flavor = "multi_thread")]
 async fn python_handler_keeps_state_in_a_granted_bucket() {
-    let nats = NatsServer::start();
-    let client = connect(&nats.url()).await;
-    let dir = PluginDir::new();
-    dir.write_manifest(
-        "echo-py",
-        "[capabilities]\nkeyvalue = [\"tally\"]\n[delivery]\nmax_attempts = 1\n",
-    );
-    dir.add_as("echo-py", &python_wasm("echo-py"));
-    let host = start_host(&dir, &nats.url()).await;
-    let mut out = subscribe(&client, "test.pytally.out").await;
-    let mut dead = subscribe(&client, "dlq.test.pytally").await;
-
-    assert_eq!(pytally(&client, &mut out, &host, "apples").await, "1");
-    assert_eq!(pytally(&client, &mut out, &host, "apples").await, "2");
-    assert_eq!(pytally(&client, &mut out, &host, "inc pears").await, "1");
-    assert_eq!(
-        pytally(&client, &mut out, &host, "many apples plums").await,
-        "3 1"
-    );
-    assert_eq!(
-        pytally(&client, &mut out, &host, "many apples plums figs").await,
-        "4 2 1"
-    );
-
-    let bucket = async_nats::jetstream::new(client.clone())
-        .get_key_value("tally")
-        .await
-        .expect("bucket tally");
-    let stored = |key: &'static str| {
-        let bucket = bucket.clone();
-        async move { bucket.get(key).await.expect("get").map(|v| v.to_vec()) }
-    };
-    assert_eq!(stored("apples").await.as_deref(), Some(&b"4"[..]));
-    assert_eq!(stored("pears").await.as_deref(), Some(&b"1"[..]));
-
-    assert_eq!(
-        pytally(&client, &mut out, &host, "drop apples figs").await,
-        "deleted 2"
-    );
-    assert_eq!(stored("apples").await, None);
-    assert_eq!(stored("plums").await.as_deref(), Some(&b"2"[..]));
-
-    publish(&client, "test.pytally", &[], b"many plums x..y").await;
-    let letter = next_dead_letter(&mut dead, "the batch with an invalid key", &host).await;
-    letter.assert_about("test.pytally", "echo-py", "permanent", 1, &host);
-    assert!(
-        letter.error.contains("invalid key \"x..y\""),
-        "{}",
-        letter.error
-    );
-    assert_eq!(stored("plums").await.as_deref(), Some(&b"2"[..]));
-
-    // The same plugin, told to use a bucket its manifest does not grant.
-    dir.write_manifest(
-        "echo-py",
-        "[config]\nbucket = \"secrets\"\n[capabilities]\nkeyvalue = [\"tally\"]\n[delivery]\nmax_attempts = 1\n",
-    );
-    host.wait_for_log("plugin reloaded", Some("echo-py"), COMPILE_WAIT)
-        .await;
-    publish(&client, "test.pytally", &[], b"apples").await;
-    let letter = next_dead_letter(&mut dead, "the refused bucket", &host).await;
-    letter.assert_about("test.pytally", "echo-py", "permanent", 1, &host);
-    assert!(
-        letter.error.contains("'secrets' is not granted"),
-        "{}",
-        letter.error
-    );
+    sdk_scenarios::keeps_state_in_a_granted_bucket(&echo_py_caller()).await;
 }
 
-/// `evhost_sdk.http` in a Python handler built against `handler-http` goes
-/// out through the host's allow-list to a real HTTP server: a granted
-/// destination answers, with the message's idempotency key on every attempt
-/// (the same on the retry of a 503); a 402 is permanent; a destination not on
-/// the list is refused by the host, logged, never connected to, and a
-/// permanent error.
+/// `evhost_sdk.http`, in a component built against `handler-http`, against
+/// real servers (`sdk_scenarios`).
 #[tokio::test(flavor = "multi_thread")]
 async fn python_http_reaches_what_the_manifest_grants_and_nothing_else() {
-    use evhost_tests::provider::Provider;
-    let provider = Provider::start().await;
-    let elsewhere = Provider::start().await;
-    let nats = NatsServer::start();
-    let client = connect(&nats.url()).await;
-    let dir = PluginDir::new();
-    dir.write_manifest(
-        "echo-py",
-        &format!(
-            "[capabilities]\nhttp = [\"{}\"]\n[delivery]\nmax_attempts = 2\nbackoff = \"10ms\"\n\
-             [limits]\nhttp_max_response_bytes = 100000\n",
-            provider.url()
-        ),
-    );
-    dir.add_as("echo-py", &python_wasm("echo-py"));
-    let host = start_host(&dir, &nats.url()).await;
-    let mut out = subscribe(&client, "test.pyfetch.out").await;
-    let mut dead = subscribe(&client, "dlq.test.pyfetch").await;
-
-    let url = format!("{}/charges", provider.url());
-    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
-    let answer = next_message(&mut out, WAIT, "the charge's answer", &host).await;
-    let text = String::from_utf8_lossy(&answer.payload);
-    assert!(text.starts_with("200 {\"charge_id\""), "{text}");
-    let charges = provider.requests();
-    assert_eq!(charges.len(), 1, "{charges:?}");
-    assert_eq!(charges[0].method, "POST");
-    assert_eq!(charges[0].body, b"charge");
-    let key = charges[0]
-        .header("idempotency-key")
-        .unwrap_or_default()
-        .to_string();
-    assert!(key.starts_with("echo-py:"), "{key:?}");
-
-    // A 503 is transient: retried once, with the same key, then exhausted.
-    let url = format!("{}/status/503", provider.url());
-    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
-    let letter = next_dead_letter(&mut dead, "the 503 charge", &host).await;
-    letter.assert_about("test.pyfetch", "echo-py", "exhausted", 2, &host);
-    let failed: Vec<_> = provider
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/status/503")
-        .collect();
-    assert_eq!(failed.len(), 2, "{failed:?}");
-    let keys: Vec<_> = failed.iter().map(|r| r.header("idempotency-key")).collect();
-    assert!(
-        keys[0].is_some_and(|k| k.starts_with("echo-py:")),
-        "{keys:?}"
-    );
-    assert_eq!(keys[0], keys[1], "the retry carries the same key");
-    assert_ne!(keys[0], Some(key.as_str()), "another message, another key");
-
-    // A 402 is permanent: one attempt.
-    let url = format!("{}/status/402", provider.url());
-    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
-    let letter = next_dead_letter(&mut dead, "the 402 charge", &host).await;
-    letter.assert_about("test.pyfetch", "echo-py", "permanent", 1, &host);
-    assert!(letter.error.contains("HTTP 402"), "{}", letter.error);
-
-    // An answer over `http_max_response_bytes`: permanent.
-    let url = format!("{}/big/1000000", provider.url());
-    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
-    let letter = next_dead_letter(&mut dead, "the oversized answer", &host).await;
-    letter.assert_about("test.pyfetch", "echo-py", "permanent", 1, &host);
-    assert!(
-        letter.error.contains("HTTP response too large"),
-        "{}",
-        letter.error
-    );
-
-    // Not on the list: refused before any connection; permanent.
-    let url = format!("{}/charges", elsewhere.url());
-    publish(&client, "test.pyfetch", &[], url.as_bytes()).await;
-    let letter = next_dead_letter(&mut dead, "the refused charge", &host).await;
-    letter.assert_about("test.pyfetch", "echo-py", "permanent", 1, &host);
-    assert!(
-        letter
-            .error
-            .contains("refused by the host: http-request-denied"),
-        "{}",
-        letter.error
-    );
-    host.wait_for("the refusal in the log", WAIT, |l| {
-        l.message()
-            .is_some_and(|m| m.starts_with("HTTP request refused"))
-            && l.field_str("url").as_deref() == Some(url.as_str())
-    })
-    .await;
-    assert_eq!(elsewhere.connections(), 0, "{:?}", elsewhere.requests());
+    sdk_scenarios::reaches_what_the_manifest_grants_and_nothing_else(&echo_py_caller()).await;
 }
 
 /// The Python payment with `provider_url` charges a real provider as the
