@@ -80,3 +80,12 @@ pub async fn kv_bucket(
         .await
         .unwrap_or_else(|e| panic!("open bucket {name}: {e}"))
 }
+
+/// The value `bucket` holds at `key` now (`None`: none, or deleted).
+pub async fn kv_value(bucket: &async_nats::jetstream::kv::Store, key: &str) -> Option<Vec<u8>> {
+    bucket
+        .get(key)
+        .await
+        .unwrap_or_else(|e| panic!("get {key} from the bucket: {e}"))
+        .map(|v| v.to_vec())
+}

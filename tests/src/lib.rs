@@ -44,7 +44,7 @@ pub use cli::{CliOutput, evhost, evhost_in, evhost_with_timeout, mentions_line_c
 pub use cluster::Cluster;
 pub use dead_letter::{DeadLetter, next_dead_letter};
 pub use host::{Host, HostOptions, evhost_bin};
-pub use jetstream::{consumer_name_of, consumer_of, consumers_of, kv_bucket};
+pub use jetstream::{consumer_name_of, consumer_of, consumers_of, kv_bucket, kv_value};
 pub use listener::{http_get, plugin_entry, plugins_json};
 pub use log_line::LogLine;
 pub use messages::{

@@ -35,6 +35,26 @@ pub struct Recorded {
     pub body: Vec<u8>,
 }
 
+/// The one `Idempotency-Key` that every one of `requests` carries (the
+/// attempts of one message); fails unless there is exactly one and it starts
+/// with `prefix` (the plugin's name and a colon).
+pub fn one_idempotency_key(requests: &[Recorded], prefix: &str) -> String {
+    let keys: Vec<Option<&str>> = requests
+        .iter()
+        .map(|r| r.header("idempotency-key"))
+        .collect();
+    assert!(
+        keys.first()
+            .is_some_and(|k| k.is_some_and(|k| k.starts_with(prefix))),
+        "keys {keys:?}, not starting with {prefix:?}"
+    );
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "one key on every attempt: {keys:?}"
+    );
+    keys[0].unwrap_or_default().to_string()
+}
+
 impl Recorded {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -177,6 +197,14 @@ impl Provider {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The requests received so far on `path`, in order.
+    pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// TCP connections accepted so far.

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 
-use crate::provider::Provider;
+use crate::provider::{Provider, one_idempotency_key};
 use crate::{
-    Host, NatsServer, PluginDir, WAIT, connect, next_dead_letter, next_message, publish, subscribe,
+    DeadLetter, Host, NatsServer, PluginDir, WAIT, connect, kv_value, next_dead_letter,
+    next_message, publish, subscribe,
 };
 
 /// How long a host may take to compile a Python or JavaScript component on a
@@ -37,6 +38,14 @@ pub struct Ending {
     pub kind: &'static str,
     pub attempts: u32,
     pub says: &'static str,
+}
+
+impl Ending {
+    /// Fails unless `letter` (of `plugin`, for `subject`) ended so.
+    fn assert(&self, letter: &DeadLetter, subject: &str, plugin: &str, host: &Host) {
+        letter.assert_about(subject, plugin, self.kind, self.attempts, host);
+        assert!(letter.error.contains(self.says), "{}", letter.error);
+    }
 }
 
 /// A test plugin with a tally handler (payload `KEY`, `inc KEY`,
@@ -109,19 +118,18 @@ pub async fn keeps_state_in_a_granted_bucket(plugin: &SdkPlugin) {
         .get_key_value("tally")
         .await
         .expect("bucket tally");
-    let stored = |key: &'static str| {
-        let bucket = bucket.clone();
-        async move { bucket.get(key).await.expect("get").map(|v| v.to_vec()) }
-    };
-    assert_eq!(stored("apples").await.as_deref(), Some(&b"4"[..]));
-    assert_eq!(stored("pears").await.as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        kv_value(&bucket, "apples").await.as_deref(),
+        Some(&b"4"[..])
+    );
+    assert_eq!(kv_value(&bucket, "pears").await.as_deref(), Some(&b"1"[..]));
 
     let deleted = plugin
         .ask(&client, &mut out, &host, "drop apples figs")
         .await;
     assert_eq!(deleted, "deleted 2");
-    assert_eq!(stored("apples").await, None);
-    assert_eq!(stored("plums").await.as_deref(), Some(&b"2"[..]));
+    assert_eq!(kv_value(&bucket, "apples").await, None);
+    assert_eq!(kv_value(&bucket, "plums").await.as_deref(), Some(&b"2"[..]));
 
     publish(&client, plugin.tally, &[], b"many plums x..y").await;
     let letter = next_dead_letter(&mut dead, "the batch with an invalid key", &host).await;
@@ -131,7 +139,7 @@ pub async fn keeps_state_in_a_granted_bucket(plugin: &SdkPlugin) {
         "{}",
         letter.error
     );
-    assert_eq!(stored("plums").await.as_deref(), Some(&b"2"[..]));
+    assert_eq!(kv_value(&bucket, "plums").await.as_deref(), Some(&b"2"[..]));
 
     // The same plugin, told to use a bucket its manifest does not grant.
     dir.write_manifest(
@@ -180,27 +188,17 @@ pub async fn reaches_what_the_manifest_grants_and_nothing_else(plugin: &SdkPlugi
     assert_eq!(charges.len(), 1, "{charges:?}");
     assert_eq!(charges[0].method, "POST");
     assert_eq!(charges[0].body, b"charge");
-    let key = charges[0]
-        .header("idempotency-key")
-        .unwrap_or_default()
-        .to_string();
-    assert!(key.starts_with(&prefix), "{key:?}");
+    let key = one_idempotency_key(&charges, &prefix);
 
     // A 503 is transient: retried once, with the same key, then exhausted.
     let url = format!("{}/status/503", provider.url());
     publish(&client, plugin.fetch, &[], url.as_bytes()).await;
     let letter = next_dead_letter(&mut dead, "the 503 charge", &host).await;
     letter.assert_about(plugin.fetch, plugin.name, "exhausted", 2, &host);
-    let failed: Vec<_> = provider
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/status/503")
-        .collect();
+    let failed = provider.requests_to("/status/503");
     assert_eq!(failed.len(), 2, "{failed:?}");
-    let keys: Vec<_> = failed.iter().map(|r| r.header("idempotency-key")).collect();
-    assert!(keys[0].is_some_and(|k| k.starts_with(&prefix)), "{keys:?}");
-    assert_eq!(keys[0], keys[1], "the retry carries the same key");
-    assert_ne!(keys[0], Some(key.as_str()), "another message, another key");
+    let retried = one_idempotency_key(&failed, &prefix);
+    assert_ne!(retried, key, "another message, another key");
 
     // A 402 is permanent: one attempt.
     let url = format!("{}/status/402", provider.url());
@@ -213,25 +211,17 @@ pub async fn reaches_what_the_manifest_grants_and_nothing_else(plugin: &SdkPlugi
     let url = format!("{}/big/1000000", provider.url());
     publish(&client, plugin.fetch, &[], url.as_bytes()).await;
     let letter = next_dead_letter(&mut dead, "the oversized answer", &host).await;
-    let Ending {
-        kind,
-        attempts,
-        says,
-    } = plugin.oversized;
-    letter.assert_about(plugin.fetch, plugin.name, kind, attempts, &host);
-    assert!(letter.error.contains(says), "{}", letter.error);
+    plugin
+        .oversized
+        .assert(&letter, plugin.fetch, plugin.name, &host);
 
     // Not on the list: refused before any connection.
     let url = format!("{}/charges", elsewhere.url());
     publish(&client, plugin.fetch, &[], url.as_bytes()).await;
     let letter = next_dead_letter(&mut dead, "the refused charge", &host).await;
-    let Ending {
-        kind,
-        attempts,
-        says,
-    } = plugin.refused;
-    letter.assert_about(plugin.fetch, plugin.name, kind, attempts, &host);
-    assert!(letter.error.contains(says), "{}", letter.error);
+    plugin
+        .refused
+        .assert(&letter, plugin.fetch, plugin.name, &host);
     host.wait_for("the refusal in the log", WAIT, |l| {
         l.message()
             .is_some_and(|m| m.starts_with("HTTP request refused"))

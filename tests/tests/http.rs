@@ -2,7 +2,7 @@
 //! started by the test: what the manifest grants works, with its limits;
 //! everything else is refused before a connection is made.
 
-use evhost_tests::provider::Provider;
+use evhost_tests::provider::{Provider, one_idempotency_key};
 use evhost_tests::*;
 
 /// The `caller` plugin allowed to reach `allow`, with quick retries.
@@ -185,24 +185,9 @@ async fn a_retried_charge_carries_the_same_idempotency_key_every_time() {
     let event: serde_json::Value = serde_json::from_slice(&completed.payload).unwrap();
     assert_eq!(event["order_id"], "o-1");
 
-    let charges: Vec<_> = provider
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/charges")
-        .collect();
+    let charges = provider.requests_to("/charges");
     assert_eq!(charges.len(), 3, "two 503s, then the charge: {charges:?}");
-    let keys: Vec<Option<&str>> = charges
-        .iter()
-        .map(|r| r.header("idempotency-key"))
-        .collect();
-    assert!(
-        keys[0].is_some_and(|k| k.starts_with("payment:")),
-        "{keys:?}"
-    );
-    assert!(
-        keys.iter().all(|k| *k == keys[0]),
-        "one key on every attempt: {keys:?}"
-    );
+    one_idempotency_key(&charges, "payment:");
     let body: serde_json::Value = serde_json::from_slice(&charges[2].body).unwrap();
     assert_eq!(body["order_id"], "o-1");
     assert_eq!(body["amount_cents"], order.total_cents);

@@ -319,13 +319,9 @@ async fn batches_read_write_and_delete_many_keys_in_one_call() {
     );
     let js = jetstream::new(client.clone());
     let bucket = js.get_key_value("tally").await.expect("bucket tally");
-    let stored = |key: &'static str| {
-        let bucket = bucket.clone();
-        async move { bucket.get(key).await.expect("get").map(|v| v.to_vec()) }
-    };
     for (key, value) in [("a", "2"), ("b", "2"), ("c", "1"), ("d", "1")] {
         assert_eq!(
-            stored(key).await.as_deref(),
+            kv_value(&bucket, key).await.as_deref(),
             Some(value.as_bytes()),
             "{key}"
         );
@@ -335,8 +331,8 @@ async fn batches_read_write_and_delete_many_keys_in_one_call() {
         tally_batch(&client, &mut out, "- a c zz", &host).await,
         "deleted 3"
     );
-    assert_eq!(stored("a").await, None);
-    assert_eq!(stored("c").await, None);
+    assert_eq!(kv_value(&bucket, "a").await, None);
+    assert_eq!(kv_value(&bucket, "c").await, None);
     assert_eq!(tally_batch(&client, &mut out, "a b", &host).await, "1 3");
 
     // An invalid key: refused before anything is read or written.
@@ -348,13 +344,13 @@ async fn batches_read_write_and_delete_many_keys_in_one_call() {
         "{}",
         letter.error
     );
-    assert_eq!(stored("b").await.as_deref(), Some(&b"3"[..]));
+    assert_eq!(kv_value(&bucket, "b").await.as_deref(), Some(&b"3"[..]));
 
     // A value over the limit: the whole set-many writes nothing.
     for _ in 0..6 {
         tally_batch(&client, &mut out, "b e", &host).await;
     }
-    assert_eq!(stored("b").await.as_deref(), Some(&b"9"[..]));
+    assert_eq!(kv_value(&bucket, "b").await.as_deref(), Some(&b"9"[..]));
     publish(&client, "test.tally", &[], b"e b").await;
     let letter = next_dead_letter(&mut dead, "the batch with a value over the limit", &host).await;
     letter.assert_about("test.tally", "tally", "permanent", 1, &host);
@@ -364,7 +360,7 @@ async fn batches_read_write_and_delete_many_keys_in_one_call() {
         letter.error
     );
     assert_eq!(
-        stored("e").await.as_deref(),
+        kv_value(&bucket, "e").await.as_deref(),
         Some(&b"6"[..]),
         "e was not written"
     );
@@ -378,7 +374,7 @@ async fn batches_read_write_and_delete_many_keys_in_one_call() {
     };
     let counts = tally_batch(&client, &mut out, &keys(1000), &host).await;
     assert_eq!(counts, vec!["1"; 1000].join(" "));
-    assert_eq!(stored("n999").await.as_deref(), Some(&b"1"[..]));
+    assert_eq!(kv_value(&bucket, "n999").await.as_deref(), Some(&b"1"[..]));
     publish(&client, "test.tally", &[], keys(1001).as_bytes()).await;
     let letter = next_dead_letter(&mut dead, "the batch of 1001 keys", &host).await;
     letter.assert_about("test.tally", "tally", "permanent", 1, &host);
@@ -389,7 +385,7 @@ async fn batches_read_write_and_delete_many_keys_in_one_call() {
         "{}",
         letter.error
     );
-    assert_eq!(stored("n1000").await, None);
+    assert_eq!(kv_value(&bucket, "n1000").await, None);
 
     // Values written by someone else that the plugin's 8 MiB could not hold.
     let big = vec![b'7'; 900 * 1024];

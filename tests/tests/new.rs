@@ -38,6 +38,26 @@ fn evhost_long(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> CliOutput {
     }
 }
 
+/// `evhost new NAME --lang LANG` in `parent`, on this repository's SDK;
+/// returns the project's folder.
+fn new_project(lang: &str, name: &str, parent: &Path) -> PathBuf {
+    let made = evhost(
+        &[
+            "new",
+            name,
+            "--lang",
+            lang,
+            "--dir",
+            parent.to_str().unwrap(),
+            "--sdk",
+            workspace().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(made.code, Some(0), "evhost new:\n{made}");
+    parent.join(name)
+}
+
 /// `evhost new NAME --lang LANG`, `evhost build`, `evhost invoke` of the
 /// sample event: the one output the template promises.
 fn new_build_invoke(lang: &str) {
@@ -45,21 +65,7 @@ fn new_build_invoke(lang: &str) {
     let parent = tempfile::tempdir().unwrap();
     let name = format!("greeter-{lang}");
     let root = workspace();
-    let made = evhost(
-        &[
-            "new",
-            &name,
-            "--lang",
-            lang,
-            "--dir",
-            parent.path().to_str().unwrap(),
-            "--sdk",
-            root.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_eq!(made.code, Some(0), "evhost new:\n{made}");
-    let project = parent.path().join(&name);
+    let project = new_project(lang, &name, parent.path());
     assert!(project.join("README.md").is_file());
 
     let target = root.join("target/new-rust");
@@ -200,23 +206,8 @@ fn new_refuses_a_bad_name_and_an_existing_folder() {
 /// `evhost_sdk.http` works; without it, not. `evhost check` says which.
 fn asks_for_http(lang: &str, ask: impl FnOnce(&Path)) {
     let parent = tempfile::tempdir().unwrap();
-    let root = workspace();
     let name = format!("caller-{lang}");
-    let made = evhost(
-        &[
-            "new",
-            &name,
-            "--lang",
-            lang,
-            "--dir",
-            parent.path().to_str().unwrap(),
-            "--sdk",
-            root.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_eq!(made.code, Some(0), "evhost new:\n{made}");
-    let project = parent.path().join(&name);
+    let project = new_project(lang, &name, parent.path());
     let wasm = project.join(format!("{name}.wasm"));
     let check = || {
         let out = evhost_with_timeout(

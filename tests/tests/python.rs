@@ -558,7 +558,7 @@ async fn python_http_reaches_what_the_manifest_grants_and_nothing_else() {
 /// charge goes through, and a declined card (402) is a permanent dead letter.
 #[tokio::test(flavor = "multi_thread")]
 async fn python_payment_charges_a_real_provider() {
-    use evhost_tests::provider::Provider;
+    use evhost_tests::provider::{Provider, one_idempotency_key};
     let provider = Provider::start().await;
     provider.fail_first(2);
     provider.decline("c-bad");
@@ -578,24 +578,9 @@ async fn python_payment_charges_a_real_provider() {
     publish(&client, "orders.order.created", &[], &order.to_bytes()).await;
     let completed = next_message(&mut done, WAIT, "payment completed", &host).await;
     assert_eq!(json(&completed)["order_id"], "o-1");
-    let charges: Vec<_> = provider
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/charges")
-        .collect();
+    let charges = provider.requests_to("/charges");
     assert_eq!(charges.len(), 3, "two 503s, then the charge: {charges:?}");
-    let keys: Vec<Option<&str>> = charges
-        .iter()
-        .map(|r| r.header("idempotency-key"))
-        .collect();
-    assert!(
-        keys[0].is_some_and(|k| k.starts_with("payment:")),
-        "{keys:?}"
-    );
-    assert!(
-        keys.iter().all(|k| *k == keys[0]),
-        "one key on every attempt: {keys:?}"
-    );
+    one_idempotency_key(&charges, "payment:");
     let body: Value = serde_json::from_slice(&charges[2].body).unwrap();
     assert_eq!(body["order_id"], "o-1");
     assert_eq!(body["customer_id"], "c-1");
