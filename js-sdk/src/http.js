@@ -83,13 +83,7 @@ export class Response {
 
   /** This response when it is below 400; else throws (see `statusError`). */
   errorForStatus() {
-    let text;
-    try {
-      text = new TextDecoder().decode(this.body);
-    } catch {
-      text = "";
-    }
-    const error = statusError(this.status, text);
+    const error = statusError(this.status, new TextDecoder().decode(this.body));
     if (error !== undefined) throw error;
     return this;
   }
