@@ -20,7 +20,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
-use wasmtime_wasi_http::WasiBody;
+
+use crate::request_body::RequestBody;
 
 /// How long an unused connection is kept.
 pub const IDLE: Duration = Duration::from_secs(30);
@@ -40,7 +41,7 @@ pub struct Destination {
 }
 
 /// A connection's sending half, as the pool holds it.
-pub type Sender = SendRequest<WasiBody>;
+pub type Sender = SendRequest<RequestBody>;
 
 /// The idle connections of one plugin version.
 pub struct Pool {

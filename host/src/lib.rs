@@ -66,6 +66,7 @@ pub(crate) mod plugin_status;
 pub mod publish;
 pub(crate) mod registry;
 pub mod replicas;
+pub(crate) mod request_body;
 pub mod run_args;
 pub(crate) mod runtime;
 pub(crate) mod sandbox;

@@ -34,6 +34,7 @@ use crate::capabilities::{HttpGrant, HttpLimits};
 use crate::http_allow::{self, HttpAllow};
 use crate::http_pool::{Destination, Pool, Sender};
 use crate::log_limit::LogLimit;
+use crate::request_body::RequestBody;
 
 /// One plugin's outbound HTTP: what it may call, with which limits, and its
 /// pool of connections. Shared by every instance of one loaded version.
@@ -177,6 +178,10 @@ impl WasiHttpHooks for Hooks {
     ) -> Box<dyn Future<Output = Sent> + Send> {
         drop(fut);
         let policy = self.policy.clone();
+        // From here on, a request given up on drains its body (see
+        // `request_body`): the guest learns the failure from the response.
+        let timeouts = policy.timeouts(options);
+        let request = request.map(|body| RequestBody::new(body, timeouts.2));
         Box::new(async move {
             if !policy.admit(request.uri()) {
                 return Err(Error::HttpRequestDenied);
@@ -187,7 +192,7 @@ impl WasiHttpHooks for Hooks {
                 .acquire_owned()
                 .await
                 .map_err(|_| Error::InternalError(Some("closed".into())))?;
-            send(&policy, request, options, permit).await
+            send(&policy, request, timeouts, permit).await
         })
     }
 }
@@ -197,11 +202,10 @@ impl WasiHttpHooks for Hooks {
 /// headers, and returns the response with its body bounded.
 async fn send(
     policy: &HttpPolicy,
-    mut request: http::Request<WasiBody>,
-    options: Option<RequestOptions>,
+    mut request: http::Request<RequestBody>,
+    (connect_timeout, first_byte, between_bytes): (Duration, Duration, Duration),
     permit: OwnedSemaphorePermit,
 ) -> Sent {
-    let (connect_timeout, first_byte, between_bytes) = policy.timeouts(options);
     let uri = request.uri().clone();
     let https = uri.scheme() == Some(&Scheme::HTTPS);
     let to = Destination {
@@ -299,7 +303,7 @@ async fn connect(policy: &HttpPolicy, to: &Destination) -> Result<Sender, Error>
         Box::new(tcp)
     };
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake::<_, WasiBody>(TokioIo::new(io))
+        .handshake::<_, RequestBody>(TokioIo::new(io))
         .await
         .map_err(Error::from)?;
     tokio::spawn(conn);

@@ -18,7 +18,7 @@ use evhost_tests::sdk_scenarios::{
 };
 use evhost_tests::{
     Host, LogLine, NatsServer, OrderCreated, PluginDir, WAIT, connect, describe, eventually,
-    header, next_dead_letter, next_message, pending_message, publish, subscribe,
+    evhost, header, next_dead_letter, next_message, pending_message, publish, subscribe,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -617,6 +617,61 @@ fn echo_js_caller() -> SdkPlugin {
 #[tokio::test(flavor = "multi_thread")]
 async fn javascript_handler_keeps_state_in_a_granted_bucket() {
     sdk_scenarios::keeps_state_in_a_granted_bucket(&echo_js_caller()).await;
+}
+
+/// A POST whose request fails before its body is sent (a granted
+/// destination where nothing listens, or one the host refuses) is an error
+/// the JavaScript handler catches, every time: the SDK's `TransientError`.
+/// Before the host drained such a body (`request_body.rs`), StarlingMonkey
+/// often met the failed body write and aborted the handler instead: a trap
+/// ("event loop error, but no exception is pending"), on about a third of
+/// the runs of `evhost invoke`, whose runtime sends the request on another
+/// thread while the guest writes the body.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_javascript_post_that_cannot_be_sent_is_an_error_the_handler_catches() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("echo-js.toml");
+    std::fs::write(
+        &manifest,
+        format!("[capabilities]\nhttp = [\"http://127.0.0.1:{closed}\"]\n"),
+    )
+    .unwrap();
+    let wasm = javascript_wasm("echo-js");
+    let nowhere = format!("http://127.0.0.1:{closed}/charges");
+    let refused = "http://127.0.0.1:1/charges".to_string();
+    tokio::task::spawn_blocking(move || {
+        for round in 0..8 {
+            for url in [&nowhere, &refused] {
+                let out = evhost(
+                    &[
+                        "invoke",
+                        wasm.to_str().unwrap(),
+                        "--manifest",
+                        manifest.to_str().unwrap(),
+                        "--subject",
+                        "test.jsfetch",
+                        "--payload",
+                        url,
+                    ],
+                    None,
+                );
+                out.assert_no_panic();
+                let json = out.json();
+                assert_eq!(json["outcome"], "transient", "{url}, run {round}: {out}");
+                let error = json["error"].as_str().unwrap_or_default();
+                assert!(
+                    error.contains(&format!("HTTP POST {url} failed")),
+                    "{url}, run {round}: {out}"
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
 }
 
 /// The JavaScript SDK's `http` (over `fetch`, in a component built with
