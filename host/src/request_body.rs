@@ -68,11 +68,22 @@ impl Body for RequestBody {
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        let Some(body) = self.inner.take() else {
+        let Some(mut body) = self.inner.take() else {
             return;
         };
-        if body.is_end_stream() {
-            return;
+        // What the guest has already written or finished is read here: a
+        // sent request's body usually has only its end left (hyper stops at
+        // its `content-length`), and needs no task.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            if body.is_end_stream() {
+                return;
+            }
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(None | Some(Err(_))) => return,
+                Poll::Pending => break,
+            }
         }
         // Outside a runtime (a test, or the host shutting down) there is no
         // guest left to write: nothing to drain for.
@@ -111,6 +122,20 @@ mod tests {
                 .expect("the drain reads the body");
         }
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_body_the_guest_already_finished_is_read_at_once_without_a_task() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Error>>(4);
+        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let body = RequestBody::new(wasi_body(StreamBody::new(stream)), Duration::from_secs(5));
+        for chunk in ["a", "b"] {
+            tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.unwrap();
+        }
+        drop(tx);
+        let metrics = tokio::runtime::Handle::current().metrics();
+        drop(body);
+        assert_eq!(metrics.num_alive_tasks(), 0, "no drain task");
     }
 
     #[tokio::test]
