@@ -12,7 +12,8 @@
 //! plugin) and TLS with the built-in web roots plus the plugin's `http_ca`.
 //!
 //! Connections are kept for reuse (`http_pool`, one pool per loaded plugin
-//! version, at most `http_max_in_flight` idle per destination).
+//! version, at most `http_max_in_flight` idle per destination). A request
+//! given up on drains the rest of the guest's body (`request_body`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -181,7 +182,8 @@ impl WasiHttpHooks for Hooks {
         // From here on, a request given up on drains its body (see
         // `request_body`): the guest learns the failure from the response.
         let timeouts = policy.timeouts(options);
-        let request = request.map(|body| RequestBody::new(body, timeouts.2));
+        let (_, _, between_bytes) = timeouts;
+        let request = request.map(|body| RequestBody::new(body, between_bytes));
         Box::new(async move {
             if !policy.admit(request.uri()) {
                 return Err(Error::HttpRequestDenied);
@@ -199,7 +201,8 @@ impl WasiHttpHooks for Hooks {
 
 /// Sends on a pooled connection (or a new one, made within the connect
 /// timeout), waits at most the first-byte timeout for the response's
-/// headers, and returns the response with its body bounded.
+/// headers, and returns the response with its body bounded (the timeouts
+/// are the request's, from [`HttpPolicy::timeouts`]).
 async fn send(
     policy: &HttpPolicy,
     mut request: http::Request<RequestBody>,
