@@ -18,7 +18,8 @@ use evhost_tests::sdk_scenarios::{
 };
 use evhost_tests::{
     Host, LogLine, NatsServer, OrderCreated, PluginDir, WAIT, connect, describe, eventually,
-    evhost, header, next_dead_letter, next_message, pending_message, publish, subscribe,
+    evhost_with_timeout, header, next_dead_letter, next_message, pending_message, publish,
+    subscribe,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -646,7 +647,9 @@ async fn a_javascript_post_that_cannot_be_sent_is_an_error_the_handler_catches()
     tokio::task::spawn_blocking(move || {
         for round in 0..8 {
             for url in [&nowhere, &refused] {
-                let out = evhost(
+                // The first run compiles the component (tens of seconds on
+                // a busy machine); the rest load it from the cache.
+                let out = evhost_with_timeout(
                     &[
                         "invoke",
                         wasm.to_str().unwrap(),
@@ -658,6 +661,7 @@ async fn a_javascript_post_that_cannot_be_sent_is_an_error_the_handler_catches()
                         url,
                     ],
                     None,
+                    COMPILE_WAIT,
                 );
                 out.assert_no_panic();
                 let json = out.json();
