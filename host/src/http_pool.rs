@@ -61,10 +61,11 @@ impl Pool {
     /// The most recently used open connection to `to`, if any; closed and
     /// expired ones are dropped on the way.
     pub fn take(&self, to: &Destination) -> Option<Sender> {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap();
         let waiting = idle.get_mut(to)?;
         while let Some((sender, since)) = waiting.pop() {
-            if usable(sender.is_closed(), since.elapsed()) {
+            if usable(sender.is_closed(), now.saturating_duration_since(since)) {
                 return Some(sender);
             }
         }
@@ -77,11 +78,13 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
+        // One clock read for the whole list.
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap();
         let waiting = idle.entry(to).or_default();
-        waiting.retain(|(s, since)| usable(s.is_closed(), since.elapsed()));
+        waiting.retain(|(s, since)| usable(s.is_closed(), now.saturating_duration_since(*since)));
         if waiting.len() < self.max_idle {
-            waiting.push((sender, Instant::now()));
+            waiting.push((sender, now));
         }
     }
 }

@@ -67,10 +67,27 @@ impl KeySource {
     pub fn key(&self, plugin: &str) -> String {
         match self {
             KeySource::None => String::new(),
-            KeySource::Id(id) => format!("{plugin}:{id}"),
-            KeySource::Made(n) => format!("{plugin}:{:016x}{n:016x}", *PROCESS),
+            KeySource::Id(id) => [plugin, ":", id].concat(),
+            KeySource::Made(n) => {
+                // Written out by hand: `format!`'s padded hex costs more than
+                // the rest of a small handler's call.
+                let mut key = String::with_capacity(plugin.len() + 33);
+                key.push_str(plugin);
+                key.push(':');
+                push_hex(&mut key, *PROCESS);
+                push_hex(&mut key, *n);
+                key
+            }
             KeySource::Sequence { stream, seq } => format!("{plugin}:{stream}:{seq}"),
         }
+    }
+}
+
+/// Appends `n` as 16 lowercase hex digits, zero-padded.
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[(n >> (shift * 4)) as usize & 0xf]));
     }
 }
 
@@ -105,6 +122,15 @@ mod tests {
         // The process's random half is shared; the counter half differs.
         assert_eq!(a[..18], b[..18]);
         assert!(KeySource::Made(0xfe).key("p").ends_with("00000000000000fe"));
+    }
+
+    #[test]
+    fn hex_is_sixteen_lowercase_digits_as_format_writes_them() {
+        for n in [0, 1, 0xfe, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut out = String::new();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("{n:016x}"));
+        }
     }
 
     #[test]

@@ -171,6 +171,12 @@ type Sent = Result<
 >;
 
 impl WasiHttpHooks for Hooks {
+    /// wasmtime-wasi-http's own list, checked in place: its default makes a
+    /// boxed filter for every header it checks.
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -219,10 +225,13 @@ async fn send(
     };
     // The request line carries the path only (no proxy here); the Host
     // header is the URL's authority unless the guest set its own.
-    *request.uri_mut() = http::Uri::builder()
-        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .build()
-        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let mut line = http::uri::Parts::default();
+    line.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    *request.uri_mut() = http::Uri::from_parts(line).map_err(|_| Error::HttpRequestUriInvalid)?;
     if !request.headers().contains_key(http::header::HOST)
         && let Some(authority) = uri.authority()
         && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
@@ -271,8 +280,8 @@ async fn send(
             left: max,
             limit: max,
             between: between_bytes,
-            last: tokio::time::Instant::now(),
             idle: None,
+            rearm: false,
             reuse: Some((policy.pool.clone(), to, sender)),
             _permit: permit,
         }
@@ -325,11 +334,12 @@ struct Bounded {
     left: u64,
     limit: u64,
     between: Duration,
-    /// When the last bytes (or the headers) arrived.
-    last: tokio::time::Instant,
     /// The between-bytes timer, set only once the body has to be waited
-    /// for: a small body that came with the headers needs no timer.
+    /// for (a small body that came with the headers needs no timer, and no
+    /// clock read): it runs from when the reader found nothing to read.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Bytes came since the timer was set: it starts again at the next wait.
+    rearm: bool,
     /// Where the connection goes back, with its sender.
     reuse: Option<(Arc<Pool>, Destination, Sender)>,
     _permit: OwnedSemaphorePermit,
@@ -368,12 +378,7 @@ impl Body for Bounded {
                     return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(limit)))));
                 }
                 self.left -= len;
-                let now = tokio::time::Instant::now();
-                let next = now + self.between;
-                self.last = now;
-                if let Some(idle) = self.idle.as_mut() {
-                    idle.as_mut().reset(next);
-                }
+                self.rearm = self.idle.is_some();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Error::from(err)))),
@@ -382,10 +387,14 @@ impl Body for Bounded {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let deadline = self.last + self.between;
+                let between = self.between;
+                let rearm = std::mem::take(&mut self.rearm);
                 let idle = self
                     .idle
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(between)));
+                if rearm {
+                    idle.as_mut().reset(tokio::time::Instant::now() + between);
+                }
                 match idle.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
                     Poll::Pending => Poll::Pending,

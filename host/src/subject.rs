@@ -7,7 +7,17 @@ pub fn is_valid_subject(subject: &str) -> bool {
     !subject.is_empty()
         && subject
             .split('.')
-            .all(|t| !t.is_empty() && t != "*" && t != ">" && !t.chars().any(|c| c.is_whitespace()))
+            .all(|t| !t.is_empty() && t != "*" && t != ">" && !has_whitespace(t))
+}
+
+/// Whether `s` holds whitespace (Unicode's), checked byte by byte when it
+/// is ASCII, as subjects almost always are.
+fn has_whitespace(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| matches!(b, b' ' | b'\t'..=b'\r'))
+    } else {
+        s.chars().any(char::is_whitespace)
+    }
 }
 
 /// A subject one can subscribe to: like [`is_valid_subject`] but `*` may
@@ -19,7 +29,7 @@ pub fn is_valid_pattern(pattern: &str) -> bool {
     let tokens: Vec<&str> = pattern.split('.').collect();
     tokens.iter().enumerate().all(|(i, t)| {
         !t.is_empty()
-            && !t.chars().any(|c| c.is_whitespace())
+            && !has_whitespace(t)
             && (*t != ">" || i == tokens.len() - 1)
             && (t.len() == 1 || !(t.contains('*') || t.contains('>')))
     })
@@ -27,7 +37,7 @@ pub fn is_valid_pattern(pattern: &str) -> bool {
 
 /// A queue group name: non-empty, no whitespace.
 pub fn is_valid_token_string(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c.is_whitespace())
+    !name.is_empty() && !has_whitespace(name)
 }
 
 /// Whether `subject` matches `pattern` under NATS wildcard rules.
@@ -216,6 +226,17 @@ pub fn check_publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_is_unicodes_in_ascii_as_elsewhere() {
+        for c in (0u8..=127)
+            .map(char::from)
+            .chain(['\u{85}', '\u{a0}', '\u{2003}', 'é'])
+        {
+            let token = format!("a{c}b");
+            assert_eq!(has_whitespace(&token), c.is_whitespace(), "{c:?}");
+        }
+    }
 
     #[test]
     fn subjects_and_patterns() {

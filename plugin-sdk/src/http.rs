@@ -518,6 +518,13 @@ fn check_header(name: &str, value: &str) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// A header value as text: as it came when it is UTF-8 (no copy), else
+/// with each invalid sequence replaced by U+FFFD.
+fn text(value: Vec<u8>) -> String {
+    String::from_utf8(value)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+}
+
 /// The `content-length` that `headers` announce, if one parses.
 fn content_length(headers: &[(String, String)]) -> Option<u64> {
     headers
@@ -538,7 +545,9 @@ mod wasi_http {
     use wasi::io::error::Error as IoError;
     use wasi::io::streams::StreamError;
 
-    use super::{HttpError, Method, READ_CHUNK, Response, UrlScheme, WRITE_CHUNK, content_length};
+    use super::{
+        HttpError, Method, READ_CHUNK, Response, UrlScheme, WRITE_CHUNK, content_length, text,
+    };
 
     /// Sends one request and reads the whole response.
     pub(super) fn send(
@@ -641,9 +650,14 @@ mod wasi_http {
             HttpError::Other("the request body stream was already taken".to_owned())
         })?;
         for chunk in bytes.chunks(WRITE_CHUNK) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|err| stream_error(err, "writing the request body"))?;
+            // Where the stream has room, a plain `write` (a cheaper host call
+            // than the blocking one, which also waits for the flush); else
+            // wait for room. `finish` ends the body either way.
+            let written = match stream.check_write() {
+                Ok(room) if room >= chunk.len() as u64 => stream.write(chunk),
+                _ => stream.blocking_write_and_flush(chunk),
+            };
+            written.map_err(|err| stream_error(err, "writing the request body"))?;
         }
         Ok(())
     }
@@ -666,7 +680,7 @@ mod wasi_http {
             fields
                 .entries()
                 .into_iter()
-                .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+                .map(|(name, value)| (name, text(value)))
                 .collect()
         };
         let length = content_length(&headers);
@@ -679,7 +693,13 @@ mod wasi_http {
                 HttpError::Other("the response body stream was already taken".to_owned())
             })?;
             while length.is_none_or(|n| (body.len() as u64) < n) {
-                match stream.blocking_read(READ_CHUNK) {
+                // What has arrived, without waiting; wait only when nothing has
+                // (most small answers come with their headers).
+                let read = match stream.read(READ_CHUNK) {
+                    Ok(bytes) if bytes.is_empty() => stream.blocking_read(READ_CHUNK),
+                    read => read,
+                };
+                match read {
                     Ok(bytes) => body.extend_from_slice(&bytes),
                     Err(StreamError::Closed) => break,
                     Err(err) => return Err(stream_error(err, "reading the response body")),
@@ -983,6 +1003,13 @@ mod tests {
         let none = Request::post("http://h/").without_idempotency_key();
         assert!(key_of(&sent(&none, Some("k1"))).is_empty());
         assert!(key_of(&sent(&Request::post("http://h/"), None)).is_empty());
+    }
+
+    #[test]
+    fn header_values_are_text_with_invalid_bytes_replaced() {
+        assert_eq!(text(b"application/json".to_vec()), "application/json");
+        assert_eq!(text("caf\u{e9}".as_bytes().to_vec()), "caf\u{e9}");
+        assert_eq!(text(b"a\xffb".to_vec()), "a\u{fffd}b");
     }
 
     #[test]
