@@ -61,9 +61,9 @@ impl Pool {
     /// The most recently used open connection to `to`, if any; closed and
     /// expired ones are dropped on the way.
     pub fn take(&self, to: &Destination) -> Option<Sender> {
-        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap();
         let waiting = idle.get_mut(to)?;
+        let now = Instant::now();
         while let Some((sender, since)) = waiting.pop() {
             if usable(sender.is_closed(), now.saturating_duration_since(since)) {
                 return Some(sender);
