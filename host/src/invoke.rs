@@ -207,16 +207,16 @@ pub async fn check(wasm: &Path, manifest: Option<&Path>) -> anyhow::Result<()> {
     } else {
         format!("buckets granted: {}", caps.keyvalue.join(", "))
     };
-    match (imports.http, imports.keyvalue) {
-        (false, false) => println!("capabilities: none imported"),
-        (http_used, kv_used) => {
-            if http_used {
-                println!("capability: wasi:http ({http})");
-            }
-            if kv_used {
-                println!("capability: wasi:keyvalue ({kv})");
-            }
-        }
+    let used = [
+        (imports.http, "wasi:http", http),
+        (imports.one_call_http, "evhost:plugin/http", http),
+        (imports.keyvalue, "wasi:keyvalue", &kv),
+    ];
+    if used.iter().all(|(imported, ..)| !imported) {
+        println!("capabilities: none imported");
+    }
+    for (_, interface, grant) in used.iter().filter(|(imported, ..)| *imported) {
+        println!("capability: {interface} ({grant})");
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ pub(crate) mod health;
 pub mod host;
 pub(crate) mod host_config;
 pub(crate) mod http_allow;
+pub(crate) mod http_call;
 pub(crate) mod http_pool;
 pub(crate) mod idempotency;
 pub mod invoke;

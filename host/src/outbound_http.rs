@@ -108,7 +108,10 @@ impl HttpPolicy {
     }
 
     /// The limits of one request: the manifest's, or the guest's where shorter.
-    fn timeouts(&self, options: Option<RequestOptions>) -> (Duration, Duration, Duration) {
+    pub(crate) fn timeouts(
+        &self,
+        options: Option<RequestOptions>,
+    ) -> (Duration, Duration, Duration) {
         let shorter = |mine: Duration, theirs: Option<Duration>| match theirs {
             Some(t) if t < mine => t,
             _ => mine,
@@ -162,7 +165,7 @@ pub struct Hooks {
     pub policy: Arc<HttpPolicy>,
 }
 
-type Sent = Result<
+pub(crate) type Sent = Result<
     (
         http::Response<WasiBody>,
         Box<dyn Future<Output = Result<(), Error>> + Send>,
@@ -190,18 +193,30 @@ impl WasiHttpHooks for Hooks {
         let timeouts = policy.timeouts(options);
         let (_, _, between_bytes) = timeouts;
         let request = request.map(|body| RequestBody::new(body, between_bytes));
-        Box::new(async move {
-            if !policy.admit(request.uri()) {
-                return Err(Error::HttpRequestDenied);
-            }
-            let permit = policy
-                .in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| Error::InternalError(Some("closed".into())))?;
-            send(&policy, request, timeouts, permit).await
-        })
+        Box::new(async move { policy.dispatch(request, timeouts).await })
+    }
+}
+
+impl HttpPolicy {
+    /// Sends `request` if it is on the list (else `HTTP-request-denied`,
+    /// logged), once one of the plugin's in-flight slots is free: what
+    /// `wasi:http` and the one-call `evhost:plugin/http` both come to.
+    /// `timeouts` are the request's, from [`HttpPolicy::timeouts`].
+    pub(crate) async fn dispatch(
+        &self,
+        request: http::Request<RequestBody>,
+        timeouts: (Duration, Duration, Duration),
+    ) -> Sent {
+        if !self.admit(request.uri()) {
+            return Err(Error::HttpRequestDenied);
+        }
+        let permit = self
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::InternalError(Some("closed".into())))?;
+        send(self, request, timeouts, permit).await
     }
 }
 

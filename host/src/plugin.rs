@@ -81,7 +81,10 @@ pub struct Plugin {
 /// The capability interfaces a component imports.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CapabilityImports {
+    /// `wasi:http`.
     pub http: bool,
+    /// `evhost:plugin/http`, the one-call HTTP import (the same grant).
+    pub one_call_http: bool,
     pub keyvalue: bool,
 }
 
@@ -222,6 +225,7 @@ impl Plugin {
         let mut found = CapabilityImports::default();
         for (name, _) in self.component.component_type().imports(engine) {
             found.http |= name.starts_with("wasi:http/");
+            found.one_call_http |= name.starts_with("evhost:plugin/http");
             found.keyvalue |= name.starts_with("wasi:keyvalue/");
         }
         found

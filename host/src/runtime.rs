@@ -1,6 +1,7 @@
 //! The WebAssembly runtime: the one `bindgen!` of the `handler` world, the
 //! wasmtime engine (pooling allocator, epoch interruption, compiled-code
-//! cache), the linker with WASI, `wasi:http` (sent by `outbound_http`),
+//! cache), the linker with WASI, `wasi:http` (sent by `outbound_http`), the
+//! one-call `evhost:plugin/http` (`http_call`),
 //! `wasi:keyvalue` (served by `keyvalue`) and the host imports, and the
 //! per-store state.
 
@@ -32,7 +33,7 @@ wasmtime::component::bindgen!({
     world: "handler",
     path: "../wit",
     exports: { default: async },
-    imports: { "wasi:keyvalue": async | trappable },
+    imports: { "wasi:keyvalue": async | trappable, "evhost:plugin/http.send": async },
     with: {
         "wasi:keyvalue/store.bucket": crate::keyvalue::Handle,
         "wasi:keyvalue/atomics.cas": crate::keyvalue::Cas,
@@ -457,6 +458,16 @@ impl self::evhost::plugin::host::Host for State {
 
     fn idempotency_key(&mut self) -> String {
         self.key.key(&self.plugin)
+    }
+}
+
+impl self::evhost::plugin::http::Host for State {
+    async fn send(
+        &mut self,
+        request: self::evhost::plugin::http::Request,
+    ) -> Result<self::evhost::plugin::http::Response, self::evhost::plugin::http::Failure> {
+        let policy = self.http_hooks.policy.clone();
+        crate::http_call::send(&policy, request).await
     }
 }
 

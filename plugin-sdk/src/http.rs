@@ -1,4 +1,5 @@
-//! Blocking outgoing HTTP for handlers, over the host's `wasi:http`.
+//! Blocking outgoing HTTP for handlers, over the host's one-call
+//! `evhost:plugin/http` (or, asked for, its `wasi:http`).
 //!
 //! This module owns [`Request`] (build and send), [`Response`] (status,
 //! headers and the whole body), [`HttpError`] (why no response came back) and
@@ -185,6 +186,7 @@ pub struct Request {
     body: Vec<u8>,
     timeout: Option<Duration>,
     idempotency_key: bool,
+    over_wasi_http: bool,
 }
 
 impl Request {
@@ -198,6 +200,7 @@ impl Request {
             body: Vec::new(),
             timeout: None,
             idempotency_key: true,
+            over_wasi_http: false,
         }
     }
 
@@ -260,6 +263,15 @@ impl Request {
         self
     }
 
+    /// Sends through the standard `wasi:http` interfaces instead of the
+    /// host's one-call `evhost:plugin/http` (the default, which costs the
+    /// host about a third less CPU per request). The destinations, limits,
+    /// connections and errors are the same either way.
+    pub fn over_wasi_http(mut self) -> Self {
+        self.over_wasi_http = true;
+        self
+    }
+
     /// Sends the request and waits for the whole response. Any status,
     /// 4xx and 5xx included, is a [`Response`]; an [`HttpError`] means no
     /// response came back.
@@ -269,15 +281,30 @@ impl Request {
         for (name, value) in &headers {
             check_header(name, value)?;
         }
-        wasi_http::send(
-            &self.method,
-            scheme,
-            &authority,
-            &path_with_query,
-            &headers,
-            &self.body,
-            self.timeout,
-        )
+        if self.over_wasi_http {
+            return wasi_http::send(
+                &self.method,
+                scheme,
+                &authority,
+                &path_with_query,
+                &headers,
+                &self.body,
+                self.timeout,
+            );
+        }
+        let scheme = match scheme {
+            UrlScheme::Http => "http",
+            UrlScheme::Https => "https",
+        };
+        one_call::send(one_call::Request {
+            method: self.method.as_str().to_owned(),
+            url: format!("{scheme}://{authority}{path_with_query}"),
+            headers,
+            body: self.body,
+            timeout_ns: self
+                .timeout
+                .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+        })
     }
 
     /// The headers as sent: the caller's, then the idempotency key (asked
@@ -315,6 +342,7 @@ impl fmt::Debug for Request {
             .field("body_len", &self.body.len())
             .field("timeout", &self.timeout)
             .field("idempotency_key", &self.idempotency_key)
+            .field("over_wasi_http", &self.over_wasi_http)
             .finish()
     }
 }
@@ -531,6 +559,43 @@ fn content_length(headers: &[(String, String)]) -> Option<u64> {
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, value)| value.trim().parse().ok())
+}
+
+/// The host's one-call `evhost:plugin/http`.
+mod one_call {
+    pub(super) use crate::bindings::evhost::plugin::http::Request;
+    use crate::bindings::evhost::plugin::http::{self as host, Failure};
+
+    use super::{HttpError, Response, text};
+
+    /// Sends `request` and takes the whole response, in one host call.
+    pub(super) fn send(request: Request) -> Result<Response, HttpError> {
+        match host::send(&request) {
+            Ok(response) => Ok(Response {
+                status: response.status,
+                headers: response
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| (name, text(value)))
+                    .collect(),
+                body: response.body,
+            }),
+            Err(failure) => Err(from_failure(failure)),
+        }
+    }
+
+    /// The host's failure as the same [`HttpError`] a `wasi:http` error
+    /// code of that kind becomes.
+    pub(super) fn from_failure(failure: Failure) -> HttpError {
+        match failure {
+            Failure::Denied(m) => HttpError::Denied(m),
+            Failure::Timeout(m) => HttpError::Timeout(m),
+            Failure::Connect(m) => HttpError::Connect(m),
+            Failure::TooLarge(m) => HttpError::TooLarge(m),
+            Failure::Invalid(m) => HttpError::Invalid(m),
+            Failure::Other(m) => HttpError::Other(m),
+        }
+    }
 }
 
 /// Everything that calls the host's `wasi:http`.

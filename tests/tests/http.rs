@@ -1,6 +1,7 @@
-//! Outbound HTTP from plugins through wasi:http, against a real HTTP server
-//! started by the test: what the manifest grants works, with its limits;
-//! everything else is refused before a connection is made.
+//! Outbound HTTP from plugins, through the one-call `evhost:plugin/http` (the
+//! SDK's default) and through wasi:http, against a real HTTP server started
+//! by the test: what the manifest grants works, with its limits; everything
+//! else is refused before a connection is made.
 
 use evhost_tests::provider::{Provider, one_idempotency_key};
 use evhost_tests::*;
@@ -15,6 +16,26 @@ fn caller_manifest(allow: &[String], extra_limits: &str) -> String {
     )
 }
 
+/// How the `caller` plugin sends: the SDK's default, the one-call
+/// `evhost:plugin/http`, or the standard `wasi:http`.
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    OneCall,
+    WasiHttp,
+}
+
+impl Transport {
+    /// `manifest` with this transport in its `[config]`.
+    fn configure(self, manifest: &str) -> String {
+        match self {
+            Transport::OneCall => manifest.to_string(),
+            Transport::WasiHttp => {
+                manifest.replacen("[config]\n", "[config]\ntransport = \"wasi-http\"\n", 1)
+            }
+        }
+    }
+}
+
 fn call(url: &str) -> Vec<u8> {
     serde_json::json!({ "url": url, "body": "{}" })
         .to_string()
@@ -23,16 +44,25 @@ fn call(url: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_answer_ends_as_the_outcome_table_says_and_others_keep_serving() {
+    outcome_table(Transport::OneCall).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_answer_over_wasi_http_ends_as_the_outcome_table_says() {
+    outcome_table(Transport::WasiHttp).await;
+}
+
+async fn outcome_table(transport: Transport) {
     let nats = NatsServer::start();
     let provider = Provider::start().await;
     let elsewhere = Provider::start().await;
     let dir = PluginDir::new();
     dir.add_with_manifest(
         "caller",
-        &caller_manifest(
+        &transport.configure(&caller_manifest(
             &[provider.url()],
             "http_max_response_bytes = 100000\nhttp_first_byte_timeout_ms = 60000",
-        ),
+        )),
     );
     dir.add("echo");
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
@@ -74,7 +104,7 @@ async fn each_answer_ends_as_the_outcome_table_says_and_others_keep_serving() {
         assert_eq!(letter.message.payload.as_ref(), payload.as_slice());
         assert!(
             letter.error.to_lowercase().contains(text),
-            "{path}: Evhost-Error {:?} should mention {text:?}",
+            "{transport:?} {path}: Evhost-Error {:?} should mention {text:?}",
             letter.error
         );
         // Another plugin is served meanwhile.
@@ -93,16 +123,29 @@ async fn each_answer_ends_as_the_outcome_table_says_and_others_keep_serving() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destination_off_the_list_is_refused_and_logged_without_a_connection() {
+    off_the_list(Transport::OneCall).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_off_the_list_over_wasi_http_is_refused_without_a_connection() {
+    off_the_list(Transport::WasiHttp).await;
+}
+
+async fn off_the_list(transport: Transport) {
     let nats = NatsServer::start();
     let allowed = Provider::start().await;
     let other = Provider::start().await;
     let dir = PluginDir::new();
     // One plugin allowed a different server, one with no grant at all.
-    dir.add_with_manifest("caller", &caller_manifest(&[allowed.url()], ""));
+    dir.add_with_manifest(
+        "caller",
+        &transport.configure(&caller_manifest(&[allowed.url()], "")),
+    );
     dir.add_as("nogrant", &wasm("caller"));
     dir.write_manifest(
         "nogrant",
-        "subjects = [\"test.nogrant\"]\n[delivery]\nmax_attempts = 1\n",
+        &transport
+            .configure("subjects = [\"test.nogrant\"]\n[config]\n[delivery]\nmax_attempts = 1\n"),
     );
     let host = Host::start_ready(&dir.path(), &nats.url()).await;
     let client = connect(&nats.url()).await;
@@ -159,6 +202,121 @@ async fn a_destination_off_the_list_is_refused_and_logged_without_a_connection()
     assert!(lines <= 6, "{lines} refusal lines for 21 refusals");
     assert_eq!(other.connections(), 0, "no connection to a refused server");
     assert_eq!(allowed.connections(), 0);
+}
+
+/// What a guest hands `evhost:plugin/http.send` is checked by the host, not
+/// only by the SDK: a hostile record (a header smuggling a line break, a
+/// header the host sets, a length that is not the body's, a relative URL, a
+/// method that is not a token, a destination off the list) is refused as
+/// invalid or denied, and nothing reaches the server; a proper record in the
+/// same raw form goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_one_call_request_is_refused_before_anything_is_sent() {
+    let nats = NatsServer::start();
+    let provider = Provider::start().await;
+    let other = Provider::start().await;
+    let dir = PluginDir::new();
+    dir.add_with_manifest(
+        "caller",
+        &caller_manifest(&[provider.url()], "").replace("max_attempts = 2", "max_attempts = 1"),
+    );
+    let host = Host::start_ready(&dir.path(), &nats.url()).await;
+    let client = connect(&nats.url()).await;
+    let mut out = subscribe(&client, "test.caller.out").await;
+    let mut dead = subscribe(&client, "dlq.test.caller").await;
+    let ok = format!("{}/status/200", provider.url());
+    let raw = |method: &str, url: &str, headers: serde_json::Value, body: &str| {
+        serde_json::json!({
+            "raw": true, "method": method, "url": url, "headers": headers, "body": body,
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let cases = [
+        (
+            raw(
+                "POST",
+                &ok,
+                serde_json::json!([["x", "a\r\nInjected: 1"]]),
+                "",
+            ),
+            "invalid",
+        ),
+        (
+            raw("POST", &ok, serde_json::json!([["x\r\ny", "v"]]), ""),
+            "invalid",
+        ),
+        (
+            raw(
+                "POST",
+                &ok,
+                serde_json::json!([["host", "evil.example"]]),
+                "",
+            ),
+            "invalid",
+        ),
+        (
+            raw(
+                "POST",
+                &ok,
+                serde_json::json!([["transfer-encoding", "chunked"]]),
+                "x",
+            ),
+            "invalid",
+        ),
+        (
+            raw(
+                "POST",
+                &ok,
+                serde_json::json!([["content-length", "1"]]),
+                "GET / HTTP/1.1",
+            ),
+            "invalid",
+        ),
+        (
+            raw("POST", "/status/200", serde_json::json!([]), ""),
+            "invalid",
+        ),
+        (raw("GE T", &ok, serde_json::json!([]), ""), "invalid"),
+        (
+            raw(
+                "POST",
+                &format!("{}/status/200", other.url()),
+                serde_json::json!([]),
+                "",
+            ),
+            "denied",
+        ),
+    ];
+    for (payload, says) in &cases {
+        publish(&client, "test.caller", &[], payload).await;
+        let letter = next_dead_letter(&mut dead, "a hostile request's dead letter", &host).await;
+        letter.assert_about("test.caller", "caller", "permanent", 1, &host);
+        assert!(
+            letter.error.to_lowercase().contains(says),
+            "{}: Evhost-Error {:?} should say {says:?}",
+            String::from_utf8_lossy(payload),
+            letter.error
+        );
+    }
+    assert_eq!(
+        provider.connections(),
+        0,
+        "nothing hostile reached the server"
+    );
+    assert_eq!(other.connections(), 0);
+    assert!(pending_message(&mut out).is_none());
+
+    publish(
+        &client,
+        "test.caller",
+        &[],
+        &raw("POST", &ok, serde_json::json!([["x", "y"]]), "{}"),
+    )
+    .await;
+    let answer = next_message(&mut out, WAIT, "the proper raw request's answer", &host).await;
+    assert_eq!(header(&answer, "status").as_deref(), Some("200"));
+    assert_eq!(provider.connections(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
