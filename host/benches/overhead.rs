@@ -1086,6 +1086,8 @@ impl Capability {
 struct CapabilityRow {
     capability: Capability,
     evhost: bool,
+    /// The HTTP plugin sent over `wasi:http` rather than the one-call import.
+    over_wasi_http: bool,
     /// Measured with the `--compare` binary instead of this build's.
     other_build: bool,
     rate: f64,
@@ -1239,11 +1241,21 @@ impl Bench {
         for _ in 0..rounds {
             for capability in [Capability::Http, Capability::Kv] {
                 rows.push(self.capability_row(capability, false, &server).await?);
-                for &other_build in builds {
-                    COMPARE_TURN.store(other_build, Ordering::Relaxed);
-                    let mut row = self.capability_row(capability, true, &server).await?;
-                    row.other_build = other_build;
-                    rows.push(row);
+                // HTTP goes through evhost twice: the SDK's one-call import
+                // and the standard wasi:http.
+                let transports: &[bool] = match capability {
+                    Capability::Http => &[false, true],
+                    Capability::Kv => &[false],
+                };
+                for &over_wasi_http in transports {
+                    for &other_build in builds {
+                        COMPARE_TURN.store(other_build, Ordering::Relaxed);
+                        let mut row = self
+                            .capability_row_over(capability, true, over_wasi_http, &server)
+                            .await?;
+                        row.other_build = other_build;
+                        rows.push(row);
+                    }
                 }
                 COMPARE_TURN.store(false, Ordering::Relaxed);
             }
@@ -1280,6 +1292,19 @@ impl Bench {
         evhost: bool,
         server: &HttpServer,
     ) -> anyhow::Result<CapabilityRow> {
+        self.capability_row_over(capability, evhost, false, server)
+            .await
+    }
+
+    /// [`Bench::capability_row`], the HTTP plugin sending over `wasi:http`
+    /// when `over_wasi_http` (else the SDK's one-call import).
+    async fn capability_row_over(
+        &self,
+        capability: Capability,
+        evhost: bool,
+        over_wasi_http: bool,
+        server: &HttpServer,
+    ) -> anyhow::Result<CapabilityRow> {
         let (input, output) = capability.subjects();
         let (name, concurrency) = capability.plugin();
         let completed = Arc::new(AtomicU64::new(0));
@@ -1292,8 +1317,13 @@ impl Bench {
         if evhost {
             let grant = match capability {
                 Capability::Http => format!(
-                    "[config]\nurl = \"{}\"\n[capabilities]\nhttp = [\"http://127.0.0.1:*\"]\n",
-                    server.url()
+                    "[config]\nurl = \"{}\"\n{}[capabilities]\nhttp = [\"http://127.0.0.1:*\"]\n",
+                    server.url(),
+                    if over_wasi_http {
+                        "transport = \"wasi-http\"\n"
+                    } else {
+                        ""
+                    }
                 ),
                 Capability::Kv => "[capabilities]\nkeyvalue = [\"bench\"]\n".to_string(),
             };
@@ -1370,6 +1400,7 @@ impl Bench {
         Ok(CapabilityRow {
             capability,
             evhost,
+            over_wasi_http,
             other_build: false,
             rate,
             handled,
@@ -1518,9 +1549,13 @@ fn capability_table(rows: &[CapabilityRow]) -> String {
                 "HTTP POST per message",
                 "native: async-nats + hyper-util pooling client",
             ),
+            (Capability::Http, true) if r.over_wasi_http => (
+                "HTTP POST per message",
+                "evhost `bench-http` over wasi:http",
+            ),
             (Capability::Http, true) => (
                 "HTTP POST per message",
-                "evhost `bench-http` (host: pooled connections)",
+                "evhost `bench-http` (the SDK's default: one-call `evhost:plugin/http`)",
             ),
             (Capability::Kv, false) => (
                 "key-value get + CAS per message",
@@ -1554,7 +1589,9 @@ fn capability_notes() -> String {
          benchmark runs on 127.0.0.1 (200 with a {}-byte JSON body); evhost's host keeps its\n\
          connections in a pool (`http_pool.rs`), and so does the native handler (hyper-util's\n\
          pooling client), both with at most {HTTP_CONCURRENCY} requests in flight\n\
-         (evhost: `concurrency = {HTTP_CONCURRENCY}`). Key-value: on each message a get and a\n\
+         (evhost: `concurrency = {HTTP_CONCURRENCY}`). evhost runs `bench-http` twice: as the Rust\n\
+         SDK sends by default, through the one-call `evhost:plugin/http`, and over the standard\n\
+         `wasi:http` (`Request::over_wasi_http`, the path of every other client). Key-value: on each message a get and a\n\
          compare-and-swap of one counter in the bucket `bench` (JetStream, stream `KV_bench`), one\n\
          message at a time on both sides (evhost: `concurrency = 1`; native: a sequential\n\
          subscriber), so both measure the same uncontended round trips to nats-server.\n\

@@ -36,6 +36,7 @@ pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 /// evhost's WIT: (path under `wit/`, text).
 pub const WIT_FILES: &[(&str, &str)] = &[
     ("handler.wit", include_str!("../../wit/handler.wit")),
+    ("http.wit", include_str!("../../wit/http.wit")),
     (
         "deps/keyvalue/atomics.wit",
         include_str!("../../wit/deps/keyvalue/atomics.wit"),

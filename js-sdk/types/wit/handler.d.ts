@@ -1,4 +1,5 @@
 /// <reference path="./interfaces/evhost-plugin-host.d.ts" />
+/// <reference path="./interfaces/evhost-plugin-http.d.ts" />
 /// <reference path="./interfaces/evhost-plugin-types.d.ts" />
 /// <reference path="./interfaces/wasi-keyvalue-atomics.d.ts" />
 /// <reference path="./interfaces/wasi-keyvalue-batch.d.ts" />
@@ -8,6 +9,7 @@ declare module 'evhost:plugin/handler@0.2.0' {
   export type Outgoing = import('evhost:plugin/types@0.2.0').Outgoing;
   export type HandlerError = import('evhost:plugin/types@0.2.0').HandlerError;
   export type * as EvhostPluginHost020 from 'evhost:plugin/host@0.2.0'; // import evhost:plugin/host@0.2.0
+  export type * as EvhostPluginHttp020 from 'evhost:plugin/http@0.2.0'; // import evhost:plugin/http@0.2.0
   export type * as EvhostPluginTypes020 from 'evhost:plugin/types@0.2.0'; // import evhost:plugin/types@0.2.0
   export type * as WasiKeyvalueAtomics020Draft2 from 'wasi:keyvalue/atomics@0.2.0-draft2'; // import wasi:keyvalue/atomics@0.2.0-draft2
   export type * as WasiKeyvalueBatch020Draft2 from 'wasi:keyvalue/batch@0.2.0-draft2'; // import wasi:keyvalue/batch@0.2.0-draft2
