@@ -18,6 +18,10 @@ use crate::outbound_http::HttpPolicy;
 use crate::request_body::RequestBody;
 use crate::runtime::evhost::plugin::http::{Failure, Request as Call, Response as Answer};
 
+/// The most bytes of header names and values one request may carry: what
+/// wasmtime-wasi-http allows a `wasi:http` `fields` by default.
+const MAX_HEADER_SECTION: usize = 128 * 1024;
+
 /// Sends `call` as the plugin whose policy is `policy`, and reads the whole
 /// response.
 pub async fn send(policy: &HttpPolicy, call: Call) -> Result<Answer, Failure> {
@@ -59,7 +63,14 @@ fn request_of(call: Call) -> Result<(http::Request<WasiBody>, Option<RequestOpti
             call.url
         )));
     }
-    let mut headers = http::HeaderMap::with_capacity(call.headers.len() + 1);
+    let section: usize = call.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if section > MAX_HEADER_SECTION {
+        return Err(invalid(format!(
+            "http-request-header-section-size: {section} bytes of headers, over {MAX_HEADER_SECTION}"
+        )));
+    }
+    let too_many = |_| invalid("http-request-header-section-size: too many headers".into());
+    let mut headers = http::HeaderMap::new();
     for (name, value) in call.headers {
         let name = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("header name {name:?} is not a token")))?;
@@ -71,7 +82,7 @@ fn request_of(call: Call) -> Result<(http::Request<WasiBody>, Option<RequestOpti
                 "header {name}: its value holds a control character"
             ))
         })?;
-        headers.append(name, value);
+        headers.try_append(name, value).map_err(too_many)?;
     }
     let length = call.body.len();
     match headers.get(http::header::CONTENT_LENGTH) {
@@ -82,7 +93,9 @@ fn request_of(call: Call) -> Result<(http::Request<WasiBody>, Option<RequestOpti
         }
         Some(_) => {}
         None if length > 0 || expects_body(&method) => {
-            headers.insert(http::header::CONTENT_LENGTH, length.into());
+            headers
+                .try_insert(http::header::CONTENT_LENGTH, length.into())
+                .map_err(too_many)?;
         }
         None => {}
     }
@@ -271,6 +284,26 @@ mod tests {
             let why = refused(c);
             assert!(why.contains(says), "{why:?} should say {says:?}");
         }
+        // More headers than a header map holds, or more bytes than the
+        // section may have: refused, not a panic.
+        let radix36 = |mut i: usize| {
+            let mut name = String::new();
+            loop {
+                name.push(char::from_digit((i % 36) as u32, 36).unwrap());
+                i /= 36;
+                if i == 0 {
+                    return name;
+                }
+            }
+        };
+        let mut c = call("GET", "http://h/", &[], b"");
+        c.headers = (0..40_000).map(|i| (radix36(i), String::new())).collect();
+        let section: usize = c.headers.iter().map(|(n, _)| n.len()).sum();
+        assert!(section < MAX_HEADER_SECTION, "{section}");
+        assert!(refused(c).contains("too many headers"));
+        let mut c = call("GET", "http://h/", &[], b"");
+        c.headers = vec![("x".into(), "v".repeat(MAX_HEADER_SECTION))];
+        assert!(refused(c).contains("header-section-size"));
         // The body's own length, given, is taken as it is.
         let (ok, _) =
             request_of(call("POST", "http://h/", &[("content-length", "2")], b"ab")).unwrap();

@@ -21,11 +21,12 @@ declare module 'evhost:plugin/http@0.2.0' {
     url: string,
     /**
      * Headers to send, in order; a name may repeat. `host` (set from
-     * the URL), `connection`, `keep-alive`, `proxy-*`, `te`,
-     * `transfer-encoding`, `upgrade` and `http2-settings` are refused
-     * as `invalid`; a `content-length` that is not the body's length
-     * too. The host adds `content-length` when the body is not empty
-     * or the method is `POST`, `PUT` or `PATCH`.
+     * the URL), `connection`, `keep-alive`, `proxy-authenticate`,
+     * `proxy-authorization`, `proxy-connection`, `transfer-encoding`,
+     * `upgrade` and `http2-settings` are refused as `invalid`; a `content-length` that is not the body's length
+     * too, and so is more than 128 KiB of names and values. The host
+     * adds `content-length` when the body is not empty or the method
+     * is `POST`, `PUT` or `PATCH`.
      */
     headers: Array<[string, string]>,
     /**
