@@ -580,20 +580,22 @@ mod one_call {
                     .collect(),
                 body: response.body,
             }),
-            Err(failure) => Err(from_failure(failure)),
+            Err(failure) => Err(HttpError::from(failure)),
         }
     }
 
     /// The host's failure as the same [`HttpError`] a `wasi:http` error
     /// code of that kind becomes.
-    pub(super) fn from_failure(failure: Failure) -> HttpError {
-        match failure {
-            Failure::Denied(m) => HttpError::Denied(m),
-            Failure::Timeout(m) => HttpError::Timeout(m),
-            Failure::Connect(m) => HttpError::Connect(m),
-            Failure::TooLarge(m) => HttpError::TooLarge(m),
-            Failure::Invalid(m) => HttpError::Invalid(m),
-            Failure::Other(m) => HttpError::Other(m),
+    impl From<Failure> for HttpError {
+        fn from(failure: Failure) -> Self {
+            match failure {
+                Failure::Denied(m) => HttpError::Denied(m),
+                Failure::Timeout(m) => HttpError::Timeout(m),
+                Failure::Connect(m) => HttpError::Connect(m),
+                Failure::TooLarge(m) => HttpError::TooLarge(m),
+                Failure::Invalid(m) => HttpError::Invalid(m),
+                Failure::Other(m) => HttpError::Other(m),
+            }
         }
     }
 }
@@ -1289,5 +1291,23 @@ mod tests {
                 "HTTP destination refused by the host: http-request-denied".into()
             )
         );
+    }
+
+    #[test]
+    fn a_one_call_failure_is_the_http_error_of_its_kind() {
+        use crate::bindings::evhost::plugin::http::Failure;
+        for (failure, expected) in [
+            (Failure::Denied("d".into()), HttpError::Denied("d".into())),
+            (Failure::Timeout("t".into()), HttpError::Timeout("t".into())),
+            (Failure::Connect("c".into()), HttpError::Connect("c".into())),
+            (
+                Failure::TooLarge("l".into()),
+                HttpError::TooLarge("l".into()),
+            ),
+            (Failure::Invalid("i".into()), HttpError::Invalid("i".into())),
+            (Failure::Other("o".into()), HttpError::Other("o".into())),
+        ] {
+            assert_eq!(HttpError::from(failure), expected);
+        }
     }
 }

@@ -72,7 +72,7 @@ fn call(call: Call, ctx: &Context) -> Result<Vec<Outgoing>, HandlerError> {
 
 /// The call's record handed to the host unchecked.
 fn raw(call: Call) -> Result<Vec<Outgoing>, HandlerError> {
-    use evhost_sdk::bindings::evhost::plugin::http::{self as host, Failure};
+    use evhost_sdk::bindings::evhost::plugin::http as host;
     let request = host::Request {
         method: call.method.unwrap_or_else(|| "POST".to_string()),
         url: call.url,
@@ -80,16 +80,8 @@ fn raw(call: Call) -> Result<Vec<Outgoing>, HandlerError> {
         body: call.body.into_bytes(),
         timeout_ns: None,
     };
-    let response = host::send(&request).map_err(|failure| {
-        HandlerError::from(match failure {
-            Failure::Denied(m) => HttpError::Denied(m),
-            Failure::Timeout(m) => HttpError::Timeout(m),
-            Failure::Connect(m) => HttpError::Connect(m),
-            Failure::TooLarge(m) => HttpError::TooLarge(m),
-            Failure::Invalid(m) => HttpError::Invalid(m),
-            Failure::Other(m) => HttpError::Other(m),
-        })
-    })?;
+    let response =
+        host::send(&request).map_err(|failure| HandlerError::from(HttpError::from(failure)))?;
     Ok(vec![
         Outgoing::new("test.caller.out", response.body)
             .with_header("status", response.status.to_string()),
