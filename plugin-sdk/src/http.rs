@@ -265,7 +265,7 @@ impl Request {
 
     /// Sends through the standard `wasi:http` interfaces instead of the
     /// host's one-call `evhost:plugin/http` (the default, which costs the
-    /// host about a third less CPU per request). The destinations, limits,
+    /// host about a quarter less CPU per request). The destinations, limits,
     /// connections and errors are the same either way.
     pub fn over_wasi_http(mut self) -> Self {
         self.over_wasi_http = true;
