@@ -85,19 +85,26 @@ fn request_of(call: Call) -> Result<(http::Request<WasiBody>, Option<RequestOpti
         headers.try_append(name, value).map_err(too_many)?;
     }
     let length = call.body.len();
-    match headers.get(http::header::CONTENT_LENGTH) {
-        Some(given) if given.as_bytes() != length.to_string().as_bytes() => {
+    // One content-length, the body's: two (even one of them right) would
+    // let a server or proxy that reads the other take part of the body for
+    // a second request on the kept connection.
+    let mut given = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    match (given.next(), given.next()) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("more than one content-length".into()));
+        }
+        (Some(given), None) if given.as_bytes() != length.to_string().as_bytes() => {
             return Err(invalid(format!(
                 "content-length {given:?} is not the body's length, {length}"
             )));
         }
-        Some(_) => {}
-        None if length > 0 || expects_body(&method) => {
+        (Some(_), None) => {}
+        (None, _) if length > 0 || expects_body(&method) => {
             headers
                 .try_insert(http::header::CONTENT_LENGTH, length.into())
                 .map_err(too_many)?;
         }
-        None => {}
+        (None, _) => {}
     }
     let body: WasiBody = Full::new(Bytes::from(call.body))
         .map_err(|never| match never {})
@@ -279,6 +286,24 @@ mod tests {
             (
                 call("POST", "http://h/", &[("content-length", "02")], b"ab"),
                 "not the body's length",
+            ),
+            (
+                call(
+                    "POST",
+                    "http://h/",
+                    &[("content-length", "2"), ("Content-Length", "99")],
+                    b"ab",
+                ),
+                "more than one content-length",
+            ),
+            (
+                call(
+                    "POST",
+                    "http://h/",
+                    &[("content-length", "2"), ("content-length", "2")],
+                    b"ab",
+                ),
+                "more than one content-length",
             ),
         ] {
             let why = refused(c);

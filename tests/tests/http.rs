@@ -206,8 +206,9 @@ async fn off_the_list(transport: Transport) {
 
 /// What a guest hands `evhost:plugin/http.send` is checked by the host, not
 /// only by the SDK: a hostile record (a header smuggling a line break, a
-/// header the host sets, a length that is not the body's, a relative URL, a
-/// method that is not a token, a destination off the list) is refused as
+/// header the host sets, a length that is not the body's or two lengths, a
+/// relative URL, a method that is not a token, a destination off the list) is
+/// refused as
 /// invalid or denied, and nothing reaches the server; a proper record in the
 /// same raw form goes through.
 #[tokio::test(flavor = "multi_thread")]
@@ -270,6 +271,17 @@ async fn a_hostile_one_call_request_is_refused_before_anything_is_sent() {
                 &ok,
                 serde_json::json!([["content-length", "1"]]),
                 "GET / HTTP/1.1",
+            ),
+            "invalid",
+        ),
+        (
+            raw(
+                "POST",
+                &ok,
+                // The first is the body's length; a reader of the second
+                // would wait for 38 more bytes, the next request's.
+                serde_json::json!([["content-length", "2"], ["content-length", "40"]]),
+                "{}",
             ),
             "invalid",
         ),

@@ -23,8 +23,9 @@ declare module 'evhost:plugin/http@0.2.0' {
      * Headers to send, in order; a name may repeat. `host` (set from
      * the URL), `connection`, `keep-alive`, `proxy-authenticate`,
      * `proxy-authorization`, `proxy-connection`, `transfer-encoding`,
-     * `upgrade` and `http2-settings` are refused as `invalid`; a `content-length` that is not the body's length
-     * too, and so is more than 128 KiB of names and values. The host
+     * `upgrade` and `http2-settings` are refused as `invalid`; so are
+     * a `content-length` that is not the body's length, more than one
+     * `content-length`, and more than 128 KiB of names and values. The host
      * adds `content-length` when the body is not empty or the method
      * is `POST`, `PUT` or `PATCH`.
      */
