@@ -123,6 +123,27 @@ impl HttpPolicy {
             shorter(self.limits.between_bytes_timeout, o.between_bytes_timeout),
         )
     }
+
+    /// Sends `request` if it is on the list (else `HTTP-request-denied`,
+    /// logged), once one of the plugin's in-flight slots is free: what
+    /// `wasi:http` and the one-call `evhost:plugin/http` both come to.
+    /// `timeouts` are the request's, from [`HttpPolicy::timeouts`].
+    pub(crate) async fn dispatch(
+        &self,
+        request: http::Request<RequestBody>,
+        timeouts: (Duration, Duration, Duration),
+    ) -> Sent {
+        if !self.admit(request.uri()) {
+            return Err(Error::HttpRequestDenied);
+        }
+        let permit = self
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::InternalError(Some("closed".into())))?;
+        send(self, request, timeouts, permit).await
+    }
 }
 
 /// The client TLS set-up: the built-in web roots, plus the certificates of
@@ -194,29 +215,6 @@ impl WasiHttpHooks for Hooks {
         let (_, _, between_bytes) = timeouts;
         let request = request.map(|body| RequestBody::new(body, between_bytes));
         Box::new(async move { policy.dispatch(request, timeouts).await })
-    }
-}
-
-impl HttpPolicy {
-    /// Sends `request` if it is on the list (else `HTTP-request-denied`,
-    /// logged), once one of the plugin's in-flight slots is free: what
-    /// `wasi:http` and the one-call `evhost:plugin/http` both come to.
-    /// `timeouts` are the request's, from [`HttpPolicy::timeouts`].
-    pub(crate) async fn dispatch(
-        &self,
-        request: http::Request<RequestBody>,
-        timeouts: (Duration, Duration, Duration),
-    ) -> Sent {
-        if !self.admit(request.uri()) {
-            return Err(Error::HttpRequestDenied);
-        }
-        let permit = self
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::InternalError(Some("closed".into())))?;
-        send(self, request, timeouts, permit).await
     }
 }
 
